@@ -3,4 +3,5 @@
 #![forbid(unsafe_code)]
 
 pub mod image;
+pub mod policy;
 pub mod registry;

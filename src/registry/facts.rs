@@ -9,7 +9,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// How an ECR repository is encrypted at rest. Fixed when the repository is created.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 pub enum EncryptionType {
     /// Amazon S3-managed keys (SSE-S3): no KMS key, no audit trail.
     #[serde(rename = "AES256")]
@@ -67,7 +69,10 @@ pub enum KeyLookup {
     Known(KeyFacts),
     /// The key could not be described (access denied by its key policy, or not found):
     /// we know its ARN but nothing else. Never treated as a pass.
-    Unknown { arn: String, reason: String },
+    Unknown {
+        arn: String,
+        reason: String,
+    },
 }
 
 impl KeyLookup {

@@ -1,0 +1,276 @@
+//! Pod specs of every kind we judge → the images they use.
+//!
+//! Only the image fields are read, through small serde views: a full typed decode
+//! (k8s-openapi's Pod, Deployment, …) would cost more per review and would reject
+//! objects over fields we never look at.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::policy::{Slot, Subject};
+
+/// The kinds whose pod specs we judge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WorkloadKind {
+    Pod,
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+    ReplicaSet,
+    Job,
+    CronJob,
+    ReplicationController,
+}
+
+impl WorkloadKind {
+    /// From an API group and kind; `None` for anything we do not judge.
+    pub fn from_group_kind(group: &str, kind: &str) -> Option<Self> {
+        Some(match (group, kind) {
+            ("", "Pod") => Self::Pod,
+            ("", "ReplicationController") => Self::ReplicationController,
+            ("apps", "Deployment") => Self::Deployment,
+            ("apps", "StatefulSet") => Self::StatefulSet,
+            ("apps", "DaemonSet") => Self::DaemonSet,
+            ("apps", "ReplicaSet") => Self::ReplicaSet,
+            ("batch", "Job") => Self::Job,
+            ("batch", "CronJob") => Self::CronJob,
+            _ => return None,
+        })
+    }
+
+    /// From a manifest's `apiVersion` (`apps/v1`, `v1`) and `kind`.
+    pub fn from_api_version_kind(api_version: &str, kind: &str) -> Option<Self> {
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        Self::from_group_kind(group, kind)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pod => "Pod",
+            Self::Deployment => "Deployment",
+            Self::StatefulSet => "StatefulSet",
+            Self::DaemonSet => "DaemonSet",
+            Self::ReplicaSet => "ReplicaSet",
+            Self::Job => "Job",
+            Self::CronJob => "CronJob",
+            Self::ReplicationController => "ReplicationController",
+        }
+    }
+
+    /// Where the pod spec sits in an object of this kind.
+    fn pod_spec_path(self) -> &'static [&'static str] {
+        match self {
+            Self::Pod => &["spec"],
+            Self::CronJob => &["spec", "jobTemplate", "spec", "template", "spec"],
+            _ => &["spec", "template", "spec"],
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WorkloadError {
+    #[error("{kind} has no pod spec at .{path}")]
+    MissingPodSpec { kind: &'static str, path: String },
+    #[error("failed to read the pod spec of {kind}: {reason}")]
+    ReadPodSpec { kind: &'static str, reason: String },
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct PodSpecView {
+    #[serde(default, deserialize_with = "null_as_default")]
+    containers: Vec<ContainerView>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    init_containers: Vec<ContainerView>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    ephemeral_containers: Vec<ContainerView>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    volumes: Vec<VolumeView>,
+}
+
+#[derive(Deserialize)]
+struct ContainerView {
+    #[serde(default)]
+    name: String,
+    // A missing image is judged as an empty reference (an invalid image), not skipped.
+    #[serde(default)]
+    image: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct VolumeView {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    image: Option<ImageVolumeView>,
+}
+
+#[derive(Deserialize)]
+struct ImageVolumeView {
+    #[serde(default)]
+    reference: Option<String>,
+}
+
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// Every image an object of `kind` would run, in spec order.
+pub fn subjects(kind: WorkloadKind, object: &Value) -> Result<Vec<Subject>, WorkloadError> {
+    let mut spec = object;
+    for key in kind.pod_spec_path() {
+        spec = spec.get(key).ok_or_else(|| WorkloadError::MissingPodSpec {
+            kind: kind.as_str(),
+            path: kind.pod_spec_path().join("."),
+        })?;
+    }
+    let view = PodSpecView::deserialize(spec).map_err(|e| WorkloadError::ReadPodSpec {
+        kind: kind.as_str(),
+        reason: e.to_string(),
+    })?;
+    Ok(from_view(view))
+}
+
+fn from_view(view: PodSpecView) -> Vec<Subject> {
+    let containers = [
+        (Slot::InitContainer, view.init_containers),
+        (Slot::Container, view.containers),
+        (Slot::EphemeralContainer, view.ephemeral_containers),
+    ];
+    let mut out: Vec<Subject> = containers
+        .into_iter()
+        .flat_map(|(slot, list)| {
+            list.into_iter()
+                .map(move |c| Subject::new(slot, c.name, c.image.unwrap_or_default()))
+        })
+        .collect();
+    out.extend(view.volumes.into_iter().filter_map(|v| {
+        let image = v.image?;
+        Some(Subject::new(Slot::ImageVolume, v.name, image.reference.unwrap_or_default()))
+    }));
+    out
+}
+
+/// The subjects of `new` that `old` did not already have (same slot, name and image):
+/// on UPDATE only new or changed images are judged, so an unrelated edit of a running
+/// workload is not blocked by a policy created after it.
+pub fn changed(new: Vec<Subject>, old: &[Subject]) -> Vec<Subject> {
+    new.into_iter()
+        .filter(|s| {
+            !old.iter()
+                .any(|o| o.slot == s.slot && o.name == s.name && o.reference == s.reference)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+    use serde_json::json;
+
+    fn names(subjects: &[Subject]) -> Vec<(Slot, &str, &str)> {
+        subjects
+            .iter()
+            .map(|s| (s.slot, s.name.as_str(), s.reference.as_str()))
+            .collect()
+    }
+
+    #[rstest]
+    #[case("", "Pod", Some(WorkloadKind::Pod))]
+    #[case("apps", "Deployment", Some(WorkloadKind::Deployment))]
+    #[case("apps", "StatefulSet", Some(WorkloadKind::StatefulSet))]
+    #[case("apps", "DaemonSet", Some(WorkloadKind::DaemonSet))]
+    #[case("apps", "ReplicaSet", Some(WorkloadKind::ReplicaSet))]
+    #[case("batch", "Job", Some(WorkloadKind::Job))]
+    #[case("batch", "CronJob", Some(WorkloadKind::CronJob))]
+    #[case("", "ReplicationController", Some(WorkloadKind::ReplicationController))]
+    #[case("autoscaling", "Scale", None)]
+    #[case("", "Binding", None)]
+    #[case("", "PodExecOptions", None)]
+    #[case("example.com", "Deployment", None)]
+    fn recognises_exactly_the_judged_kinds(
+        #[case] group: &str,
+        #[case] kind: &str,
+        #[case] expected: Option<WorkloadKind>,
+    ) {
+        assert_eq!(WorkloadKind::from_group_kind(group, kind), expected);
+    }
+
+    #[test]
+    fn reads_every_image_slot_of_a_pod() {
+        let pod = json!({"spec": {
+            "initContainers": [{"name": "init", "image": "busybox"}],
+            "containers": [{"name": "app", "image": "nginx:1"}, {"name": "side", "image": "envoy"}],
+            "ephemeralContainers": [{"name": "debug", "image": "alpine"}],
+            "volumes": [{"name": "cfg", "configMap": {"name": "x"}}, {"name": "data", "image": {"reference": "quay.io/x/data:1"}}]
+        }});
+        let got = subjects(WorkloadKind::Pod, &pod).unwrap();
+        assert_eq!(
+            names(&got),
+            vec![
+                (Slot::InitContainer, "init", "busybox"),
+                (Slot::Container, "app", "nginx:1"),
+                (Slot::Container, "side", "envoy"),
+                (Slot::EphemeralContainer, "debug", "alpine"),
+                (Slot::ImageVolume, "data", "quay.io/x/data:1"),
+            ]
+        );
+    }
+
+    #[rstest]
+    #[case(WorkloadKind::Deployment, json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x"}]}}}}))]
+    #[case(WorkloadKind::Job, json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x"}]}}}}))]
+    #[case(WorkloadKind::CronJob, json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x"}]}}}}}}))]
+    fn finds_the_pod_template_of_workloads(#[case] kind: WorkloadKind, #[case] object: Value) {
+        assert_eq!(names(&subjects(kind, &object).unwrap()), vec![(Slot::Container, "a", "x")]);
+    }
+
+    #[test]
+    fn a_missing_image_is_judged_as_an_empty_reference() {
+        let pod = json!({"spec": {"containers": [{"name": "a"}]}});
+        let got = subjects(WorkloadKind::Pod, &pod).unwrap();
+        assert_eq!(names(&got), vec![(Slot::Container, "a", "")]);
+        assert!(got[0].image.is_err());
+    }
+
+    #[test]
+    fn null_lists_are_empty() {
+        let pod = json!({"spec": {"containers": null, "initContainers": null, "volumes": null}});
+        assert!(subjects(WorkloadKind::Pod, &pod).unwrap().is_empty());
+    }
+
+    #[test]
+    fn wrong_types_are_a_clear_error() {
+        let pod = json!({"spec": {"containers": "nginx"}});
+        let err = subjects(WorkloadKind::Pod, &pod).unwrap_err();
+        assert!(matches!(err, WorkloadError::ReadPodSpec { kind: "Pod", .. }), "{err}");
+    }
+
+    #[test]
+    fn a_workload_without_template_is_a_clear_error() {
+        let err = subjects(WorkloadKind::Deployment, &json!({"spec": {}})).unwrap_err();
+        assert_eq!(err.to_string(), "Deployment has no pod spec at .spec.template.spec");
+    }
+
+    #[test]
+    fn update_judges_only_new_or_changed_images() {
+        let old = vec![
+            Subject::new(Slot::Container, "app", "nginx:1"),
+            Subject::new(Slot::Container, "side", "envoy:1"),
+        ];
+        let new = vec![
+            Subject::new(Slot::Container, "app", "nginx:1"),
+            Subject::new(Slot::Container, "side", "envoy:2"),
+            Subject::new(Slot::EphemeralContainer, "debug", "alpine"),
+        ];
+        assert_eq!(
+            names(&changed(new, &old)),
+            vec![(Slot::Container, "side", "envoy:2"), (Slot::EphemeralContainer, "debug", "alpine")]
+        );
+    }
+}

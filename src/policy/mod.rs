@@ -1,0 +1,17 @@
+//! Policies: the CRD types, their validation, and the pure evaluation.
+
+mod compile;
+mod crd;
+mod evaluate;
+mod verdict;
+
+pub use compile::{FieldError, Policy};
+pub use crd::{
+    EcrEncryptionPolicy, EcrEncryptionPolicySpec, EcrEncryptionPolicyStatus, Mode, NonEcrImages,
+    OnLookupFailure, Rules,
+};
+pub use evaluate::{Options, Slot, Subject, applicable, evaluate, repositories_to_look_up};
+pub use verdict::{Finding, Hint, Reason, Verdict, Violation, hints};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,268 @@
+//! The outcome of evaluation and how it reads. Denial text is UI: one line per
+//! violation naming container, image, repository, what it has, what is required
+//! and the policy; then one remediation hint per distinct problem.
+
+use std::fmt;
+
+use super::crd::Mode;
+use crate::image::EcrRepository;
+use crate::registry::facts::{EncryptionType, KeyState};
+
+/// Longest warning we aim for; kubectl prints each on its own line.
+const WARNING_WIDTH: usize = 120;
+
+/// Why an image failed a policy. Low-cardinality: used as a metric label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    EncryptionType,
+    CustomerManagedKeyRequired,
+    KeyNotAllowed,
+    RotationDisabled,
+    KeyUnusable,
+    KeyUnknown,
+    RepositoryNotFound,
+    NonEcrImage,
+    LookupFailed,
+    InvalidImage,
+    InvalidPolicy,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EncryptionType => "encryption_type",
+            Self::CustomerManagedKeyRequired => "customer_managed_key_required",
+            Self::KeyNotAllowed => "key_not_allowed",
+            Self::RotationDisabled => "rotation_disabled",
+            Self::KeyUnusable => "key_unusable",
+            Self::KeyUnknown => "key_unknown",
+            Self::RepositoryNotFound => "repository_not_found",
+            Self::NonEcrImage => "non_ecr_image",
+            Self::LookupFailed => "lookup_failed",
+            Self::InvalidImage => "invalid_image",
+            Self::InvalidPolicy => "invalid_policy",
+        }
+    }
+}
+
+/// What is wrong and what the policy wants, in words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// e.g. `repository payments/api is encrypted with AES256`.
+    pub problem: String,
+    /// e.g. `policy regulated-require-cmk allows only KMS, KMS_DSSE`.
+    pub requirement: String,
+}
+
+/// One image failing one policy (or one invalid policy, with no subject).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub policy: String,
+    /// After the global dry-run switch.
+    pub mode: Mode,
+    pub reason: Reason,
+    /// (`container "api" image …`, `container "api"`), or `None` for an invalid policy.
+    pub subject: Option<(String, String)>,
+    pub finding: Finding,
+    pub hint: Option<Hint>,
+}
+
+impl Violation {
+    /// The full line: `container "api" image IMG: PROBLEM; REQUIREMENT`.
+    pub fn message(&self) -> String {
+        match &self.subject {
+            Some((long, _)) => format!(
+                "{long}: {}; {}",
+                self.finding.problem, self.finding.requirement
+            ),
+            None => format!("{}; {}", self.finding.problem, self.finding.requirement),
+        }
+    }
+
+    /// A line for a kubectl warning: without the image, cut to ~120 characters.
+    pub fn warning(&self) -> String {
+        let text = match &self.subject {
+            Some((_, short)) => format!(
+                "{short}: {}; {}",
+                self.finding.problem, self.finding.requirement
+            ),
+            None => format!("{}; {}", self.finding.problem, self.finding.requirement),
+        };
+        truncate(text, WARNING_WIDTH)
+    }
+}
+
+fn truncate(mut text: String, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text;
+    }
+    let cut = text
+        .char_indices()
+        .nth(width - 1)
+        .map_or(text.len(), |(i, _)| i);
+    text.truncate(cut);
+    text.push('…');
+    text
+}
+
+/// How to fix a problem. Equal hints are shown once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Hint {
+    RecreateRepository {
+        repo: EcrRepository,
+        encryption_type: EncryptionType,
+    },
+    EnableRotation {
+        arn: String,
+        region: String,
+    },
+    EnableKey {
+        arn: String,
+        region: String,
+    },
+    CancelKeyDeletion {
+        arn: String,
+        region: String,
+    },
+    KeyStateOther {
+        arn: String,
+        state: String,
+    },
+    GrantDescribeKey {
+        arn: String,
+    },
+    PushImage {
+        repo: EcrRepository,
+    },
+    MoveToEcr,
+    RetryLookup,
+    FixImageReference,
+    FixPolicy {
+        policy: String,
+    },
+}
+
+impl Hint {
+    pub(super) fn for_key_state(state: &KeyState, arn: &str, region: &str) -> Hint {
+        let (arn, region) = (arn.to_string(), region.to_string());
+        match state {
+            KeyState::Disabled => Hint::EnableKey { arn, region },
+            KeyState::PendingDeletion => Hint::CancelKeyDeletion { arn, region },
+            other => Hint::KeyStateOther {
+                arn,
+                state: other.to_string(),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Hint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Hint::RecreateRepository { repo, encryption_type } => {
+                let config = match encryption_type {
+                    EncryptionType::Aes256 => "encryptionType=AES256".to_string(),
+                    t => format!("encryptionType={t},kmsKey=<customer-managed key ARN>"),
+                };
+                write!(
+                    f,
+                    "a repository's encryption cannot be changed: recreate {} (account {}, region {}) \
+                     with `aws ecr create-repository --repository-name {} --encryption-configuration {config}` \
+                     and push the image again",
+                    repo.name, repo.account, repo.region, repo.name
+                )
+            }
+            Hint::EnableRotation { arn, region } => {
+                write!(f, "turn on rotation: `aws kms enable-key-rotation --key-id {arn} --region {region}`")
+            }
+            Hint::EnableKey { arn, region } => {
+                write!(f, "re-enable the key: `aws kms enable-key --key-id {arn} --region {region}`")
+            }
+            Hint::CancelKeyDeletion { arn, region } => write!(
+                f,
+                "stop the deletion: `aws kms cancel-key-deletion --key-id {arn} --region {region}`, \
+                 then `aws kms enable-key --key-id {arn} --region {region}`"
+            ),
+            Hint::KeyStateOther { arn, state } => {
+                write!(f, "KMS key {arn} is {state}: it must be Enabled before images can be pulled")
+            }
+            Hint::GrantDescribeKey { arn } => write!(
+                f,
+                "allow ecr-guard's IAM role kms:DescribeKey and kms:GetKeyRotationStatus in the key policy of {arn}"
+            ),
+            Hint::PushImage { repo } => write!(
+                f,
+                "push the image to {} in account {}, region {}, or fix the image reference \
+                 (a pull-through cache repository exists only after its first pull)",
+                repo.name, repo.account, repo.region
+            ),
+            Hint::MoveToEcr => f.write_str(
+                "copy the image into a private ECR repository (or a pull-through cache), \
+                 or exempt it in the policy's excludeImages",
+            ),
+            Hint::RetryLookup => f.write_str(
+                "retry; if it persists, check ecr-guard's AWS permissions \
+                 (ecr:DescribeRepositories, kms:DescribeKey, kms:GetKeyRotationStatus) and its logs",
+            ),
+            Hint::FixImageReference => f.write_str("fix the image reference"),
+            Hint::FixPolicy { policy } => {
+                write!(f, "fix the policy (`kubectl get eep {policy} -o yaml` shows its Ready condition)")
+            }
+        }
+    }
+}
+
+/// Everything evaluation found for one request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Verdict {
+    pub violations: Vec<Violation>,
+    /// Things worth telling the user that no policy denies (unusable keys, images
+    /// admitted unverified by `onLookupFailure: Allow`). Sent as warnings.
+    pub notes: Vec<String>,
+}
+
+impl Verdict {
+    pub fn in_mode(&self, mode: Mode) -> impl Iterator<Item = &Violation> {
+        self.violations.iter().filter(move |v| v.mode == mode)
+    }
+
+    pub fn is_denied(&self) -> bool {
+        self.in_mode(Mode::Enforce).next().is_some()
+    }
+
+    /// The denial text for the user, or `None` when nothing enforced failed.
+    pub fn denial_message(&self) -> Option<String> {
+        let enforced: Vec<&Violation> = self.in_mode(Mode::Enforce).collect();
+        if enforced.is_empty() {
+            return None;
+        }
+        let mut lines: Vec<String> = enforced.iter().map(|v| v.message()).collect();
+        lines.extend(hints(enforced.iter().copied()).map(|h| format!("hint: {h}")));
+        Some(lines.join("\n"))
+    }
+
+    /// Warn violations and notes, each ≤120 characters where possible.
+    pub fn warnings(&self) -> Vec<String> {
+        self.in_mode(Mode::Warn)
+            .map(|v| v.warning())
+            .chain(
+                self.notes
+                    .iter()
+                    .map(|n| truncate(n.clone(), WARNING_WIDTH)),
+            )
+            .collect()
+    }
+}
+
+/// Distinct hints of these violations, in first-seen order.
+pub fn hints<'v>(
+    violations: impl Iterator<Item = &'v Violation>,
+) -> impl Iterator<Item = &'v Hint> {
+    let mut seen: Vec<&Hint> = Vec::new();
+    for hint in violations.filter_map(|v| v.hint.as_ref()) {
+        if !seen.contains(&hint) {
+            seen.push(hint);
+        }
+    }
+    seen.into_iter()
+}
