@@ -2,6 +2,10 @@
 //! behind a workload's images are encrypted.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod image;
+pub mod inventory;
+pub mod local;
+pub mod metrics;
 pub mod policy;
 pub mod registry;

@@ -1,0 +1,8 @@
+//! AdmissionReview → pod specs of every supported kind → verdict → AdmissionResponse.
+
+mod judge;
+mod review;
+pub mod workload;
+
+pub use judge::{FactSource, Judge, NoFacts};
+pub use review::{Admission, AdmissionOutcome, BadReview, DRY_RUN_ANNOTATION};

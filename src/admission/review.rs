@@ -1,0 +1,285 @@
+//! One AdmissionReview in, one out. A readable review always gets an answer with its
+//! uid; only a body that is not a v1 AdmissionReview is refused (as [`BadReview`]).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::core::{DynamicObject, Status};
+use tokio::time::Instant;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::judge::{FactSource, Judge};
+use super::workload::{self, WorkloadKind};
+use crate::inventory::Inventory;
+use crate::metrics::{AdmissionMetrics, KindLabels, RequestLabels, ViolationLabels};
+use crate::policy::{Mode, Subject, Verdict, Violation};
+
+/// Audit annotation listing DryRun violations. The API server prefixes it with the
+/// webhook's name (`validate.ecrguard.io/dry-run-violations`) and accepts only keys
+/// without a `/` of their own.
+pub const DRY_RUN_ANNOTATION: &str = "dry-run-violations";
+
+const API_VERSION: &str = "admission.k8s.io/v1";
+
+/// Why a body could not be read as an AdmissionReview.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BadReview {
+    #[error("request body is empty; expected an AdmissionReview ({API_VERSION})")]
+    Empty,
+    #[error("request body is not valid JSON: {0}")]
+    NotJson(String),
+    #[error("request body is not an AdmissionReview: {0}")]
+    NotAReview(String),
+    #[error("unsupported AdmissionReview version {0:?}; ecr-guard speaks {API_VERSION}")]
+    WrongVersion(String),
+    #[error("AdmissionReview has no request")]
+    NoRequest,
+}
+
+/// Where violations of Warn and DryRun policies are reported besides logs and
+/// metrics (Kubernetes Events in cluster mode). Never called for `dryRun` requests.
+pub trait ViolationSink: Send + Sync {
+    fn record(&self, context: &RequestContext, violation: &Violation);
+}
+
+/// What a violation record says about the request it came from.
+#[derive(Clone, Debug)]
+pub struct RequestContext {
+    pub namespace: String,
+    pub kind: String,
+    pub name: String,
+    pub operation: String,
+}
+
+/// The answer and what it decided, for callers that log or count.
+pub struct AdmissionOutcome {
+    pub review: AdmissionReview<DynamicObject>,
+    pub verdict: Option<Verdict>,
+}
+
+/// The admission service: inventory + judge + reporting.
+pub struct Admission<F> {
+    inventory: Arc<dyn Inventory>,
+    judge: Judge<F>,
+    metrics: AdmissionMetrics,
+    sink: Option<Arc<dyn ViolationSink>>,
+}
+
+impl<F: FactSource> Admission<F> {
+    pub fn new(inventory: Arc<dyn Inventory>, judge: Judge<F>, metrics: AdmissionMetrics) -> Self {
+        Self {
+            inventory,
+            judge,
+            metrics,
+            sink: None,
+        }
+    }
+
+    pub fn with_sink(mut self, sink: Arc<dyn ViolationSink>) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    pub fn inventory(&self) -> &Arc<dyn Inventory> {
+        &self.inventory
+    }
+
+    /// Decodes and answers one review body.
+    pub async fn review_bytes(&self, body: &[u8]) -> Result<AdmissionOutcome, BadReview> {
+        let request = decode(body)?;
+        let span = info_span!(
+            "review",
+            uid = %request.uid,
+            namespace = request.namespace.as_deref().unwrap_or(""),
+            kind = %request.kind.kind,
+            operation = ?request.operation,
+            decision = tracing::field::Empty,
+        );
+        Ok(self.review(request).instrument(span).await)
+    }
+
+    /// Answers a decoded request.
+    pub async fn review(&self, request: AdmissionRequest<DynamicObject>) -> AdmissionOutcome {
+        let started = Instant::now();
+        let kind_label = request.kind.kind.clone();
+        let operation = format!("{:?}", request.operation).to_uppercase();
+        let (response, verdict, decision) = match self.subjects(&request) {
+            Ok(None) => (AdmissionResponse::from(&request), None, "skipped"),
+            Err(reason) => {
+                // The API server validated the object before us, so an unreadable pod
+                // spec is hostile or a bug: deny rather than admit it unjudged.
+                warn!(%reason, "cannot read the pod spec");
+                let response = AdmissionResponse::from(&request);
+                let message = format!("ecr-guard cannot read the images of this object: {reason}");
+                (deny(response, message, 400, "BadRequest"), None, "invalid")
+            }
+            Ok(Some(subjects)) => {
+                let namespace = request.namespace.clone().unwrap_or_default();
+                let labels = self.inventory.namespace_labels(&namespace);
+                let verdict = self.decide(&labels, &subjects).await;
+                let response = self.respond(&request, &verdict);
+                let decision = if verdict.is_denied() {
+                    "denied"
+                } else if verdict.in_mode(Mode::Warn).next().is_some() {
+                    "warned"
+                } else {
+                    "allowed"
+                };
+                (response, Some(verdict), decision)
+            }
+        };
+        tracing::Span::current().record("decision", decision);
+        if let Some(verdict) = &verdict {
+            self.report(&request, verdict);
+        }
+        if decision == "denied" {
+            info!(message = %response.result.message, "denied");
+        } else {
+            debug!(decision, "answered");
+        }
+        self.metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                kind: kind_label.clone(),
+                operation,
+                decision,
+            })
+            .inc();
+        self.metrics
+            .duration
+            .get_or_create(&KindLabels { kind: kind_label })
+            .observe(started.elapsed().as_secs_f64());
+        AdmissionOutcome {
+            review: response.into_review(),
+            verdict,
+        }
+    }
+
+    async fn decide(&self, labels: &BTreeMap<String, String>, subjects: &[Subject]) -> Verdict {
+        let policies = self.inventory.policies();
+        self.judge.judge(&policies, labels, subjects).await
+    }
+
+    /// The images this request asks us to judge; `None` when it is none of our business.
+    fn subjects(&self, request: &AdmissionRequest<DynamicObject>) -> Result<Option<Vec<Subject>>, String> {
+        if !matches!(request.operation, Operation::Create | Operation::Update) {
+            return Ok(None);
+        }
+        let Some(kind) = WorkloadKind::from_group_kind(&request.kind.group, &request.kind.kind) else {
+            return Ok(None);
+        };
+        // pods/ephemeralcontainers carries the whole Pod; other subresources
+        // (status, binding, scale…) cannot change images.
+        match request.sub_resource.as_deref() {
+            None | Some("") => {}
+            Some("ephemeralcontainers") if kind == WorkloadKind::Pod => {}
+            Some(_) => return Ok(None),
+        }
+        let Some(object) = &request.object else {
+            return Err("the request carries no object".to_string());
+        };
+        let new = workload::subjects(kind, &object.data).map_err(|e| e.to_string())?;
+        match (&request.operation, &request.old_object) {
+            (Operation::Update, Some(old)) => {
+                // An old object we cannot read means we cannot tell what changed:
+                // judge everything.
+                let old = workload::subjects(kind, &old.data).unwrap_or_default();
+                Ok(Some(workload::changed(new, &old)))
+            }
+            _ => Ok(Some(new)),
+        }
+    }
+
+    fn respond(&self, request: &AdmissionRequest<DynamicObject>, verdict: &Verdict) -> AdmissionResponse {
+        let mut response = AdmissionResponse::from(request);
+        if let Some(message) = verdict.denial_message() {
+            response = deny(response, message, 403, "Forbidden");
+        }
+        let warnings = verdict.warnings();
+        if !warnings.is_empty() {
+            response.warnings = Some(warnings);
+        }
+        let dry_run: Vec<String> = verdict.in_mode(Mode::DryRun).map(Violation::message).collect();
+        if !dry_run.is_empty() {
+            let value = serde_json::to_string(&dry_run).unwrap_or_default();
+            response.audit_annotations.insert(DRY_RUN_ANNOTATION.to_string(), value);
+        }
+        response
+    }
+
+    /// Logs, counts and (outside dry-run requests) records Warn/DryRun violations.
+    fn report(&self, request: &AdmissionRequest<DynamicObject>, verdict: &Verdict) {
+        let context = RequestContext {
+            namespace: request.namespace.clone().unwrap_or_default(),
+            kind: request.kind.kind.clone(),
+            name: object_name(request),
+            operation: format!("{:?}", request.operation).to_uppercase(),
+        };
+        for v in &verdict.violations {
+            self.metrics
+                .violations
+                .get_or_create(&ViolationLabels {
+                    policy: v.policy.clone(),
+                    mode: v.mode.as_str(),
+                    reason: v.reason.as_str(),
+                })
+                .inc();
+            if v.mode == Mode::Enforce {
+                continue;
+            }
+            info!(
+                policy = %v.policy,
+                mode = v.mode.as_str(),
+                reason = v.reason.as_str(),
+                workload = %format!("{}/{}", context.kind, context.name),
+                violation = %v.message(),
+                dry_run_request = request.dry_run,
+                "policy violation admitted"
+            );
+            if let (Some(sink), false) = (&self.sink, request.dry_run) {
+                sink.record(&context, v);
+            }
+        }
+    }
+}
+
+fn deny(response: AdmissionResponse, message: String, code: u16, reason: &str) -> AdmissionResponse {
+    let mut response = response.deny(&message);
+    response.result = Status::failure(&message, reason).with_code(code);
+    response
+}
+
+/// The object's name, or its generateName prefix for pods not yet named.
+fn object_name(request: &AdmissionRequest<DynamicObject>) -> String {
+    if !request.name.is_empty() {
+        return request.name.clone();
+    }
+    request
+        .object
+        .as_ref()
+        .and_then(|o| o.metadata.generate_name.clone())
+        .map(|g| format!("{g}*"))
+        .unwrap_or_default()
+}
+
+/// Body → request, with an error that says what is wrong.
+pub fn decode(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, BadReview> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(BadReview::Empty);
+    }
+    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body).map_err(|e| {
+        if e.is_syntax() || e.is_eof() {
+            BadReview::NotJson(e.to_string())
+        } else {
+            BadReview::NotAReview(e.to_string())
+        }
+    })?;
+    if review.types.kind != "AdmissionReview" {
+        return Err(BadReview::NotAReview(format!("kind is {:?}", review.types.kind)));
+    }
+    if review.types.api_version != API_VERSION {
+        return Err(BadReview::WrongVersion(review.types.api_version));
+    }
+    review.try_into().map_err(|_| BadReview::NoRequest)
+}
