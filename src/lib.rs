@@ -3,9 +3,15 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod check;
+pub mod cli;
+pub mod crd;
 pub mod image;
 pub mod inventory;
 pub mod local;
 pub mod metrics;
 pub mod policy;
 pub mod registry;
+pub mod run;
+pub mod server;
+pub mod tls;

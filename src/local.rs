@@ -39,8 +39,13 @@ pub fn read_documents(path: &Path) -> Result<Vec<(usize, serde_json::Value)>, Lo
         path: path.to_path_buf(),
         source,
     })?;
+    parse_documents(&text, path)
+}
+
+/// Parses YAML text (one or more documents) read from `path` (for messages).
+pub fn parse_documents(text: &str, path: &Path) -> Result<Vec<(usize, serde_json::Value)>, LocalError> {
     let docs: Vec<serde_json::Value> =
-        serde_saphyr::from_multiple(&text).map_err(|e| LocalError::ParseYaml {
+        serde_saphyr::from_multiple(text).map_err(|e| LocalError::ParseYaml {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;

@@ -1,1 +1,39 @@
-fn main() {}
+use clap::Parser;
+use ecr_guard::cli::{Cli, Command};
+use ecr_guard::run;
+
+fn main() -> std::process::ExitCode {
+    // One process-wide crypto provider (ring) for rustls: the webhook's TLS, the
+    // kube client and the AWS SDK client all use it.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    run::init_tracing(&cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ecr-guard: failed to start the async runtime: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let code = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => match run::serve(*args).await {
+                Ok(()) => 0,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("ecr-guard: {e:#}");
+                    1
+                }
+            },
+            Command::Check(args) => run::check(*args).await,
+            Command::Crd => match run::crd() {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("ecr-guard: {e:#}");
+                    2
+                }
+            },
+        }
+    });
+    std::process::ExitCode::from(u8::try_from(code).unwrap_or(2))
+}

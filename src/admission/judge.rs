@@ -1,6 +1,7 @@
 //! Runs the pure evaluation with the facts it needs, fetched within the deadline.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -20,9 +21,18 @@ pub trait FactSource: Send + Sync {
     ) -> BoxFuture<'_, HashMap<EcrRepository, Lookup>>;
 }
 
-/// A source with no AWS behind it: every lookup fails. For runs where no policy
-/// needs facts, and for tests of everything before the lookup.
-pub struct NoFacts;
+/// A source with no AWS behind it: every lookup fails with the same reason.
+pub struct NoFacts {
+    reason: String,
+}
+
+impl NoFacts {
+    pub fn failing(reason: &str) -> Self {
+        Self {
+            reason: reason.to_string(),
+        }
+    }
+}
 
 impl FactSource for NoFacts {
     fn lookup_all(
@@ -32,21 +42,21 @@ impl FactSource for NoFacts {
     ) -> BoxFuture<'_, HashMap<EcrRepository, Lookup>> {
         let answers = repositories
             .into_iter()
-            .map(|r| (r, Err(LookupFailure::Aws("no AWS access configured".into()))))
+            .map(|r| (r, Err(LookupFailure::Aws(self.reason.clone()))))
             .collect();
         Box::pin(async move { answers })
     }
 }
 
 /// Evaluation with its facts: the part `serve` and `check` share.
-pub struct Judge<F> {
-    facts: F,
+pub struct Judge {
+    facts: Arc<dyn FactSource>,
     options: Options,
     lookup_timeout: Duration,
 }
 
-impl<F: FactSource> Judge<F> {
-    pub fn new(facts: F, options: Options, lookup_timeout: Duration) -> Self {
+impl Judge {
+    pub fn new(facts: Arc<dyn FactSource>, options: Options, lookup_timeout: Duration) -> Self {
         Self {
             facts,
             options,

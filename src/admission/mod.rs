@@ -5,4 +5,4 @@ mod review;
 pub mod workload;
 
 pub use judge::{FactSource, Judge, NoFacts};
-pub use review::{Admission, AdmissionOutcome, BadReview, DRY_RUN_ANNOTATION};
+pub use review::{Admission, AdmissionOutcome, BadReview, DRY_RUN_ANNOTATION, RequestContext, ViolationSink, decode};

@@ -9,7 +9,7 @@ use kube::core::{DynamicObject, Status};
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::judge::{FactSource, Judge};
+use super::judge::Judge;
 use super::workload::{self, WorkloadKind};
 use crate::inventory::Inventory;
 use crate::metrics::{AdmissionMetrics, KindLabels, RequestLabels, ViolationLabels};
@@ -59,15 +59,15 @@ pub struct AdmissionOutcome {
 }
 
 /// The admission service: inventory + judge + reporting.
-pub struct Admission<F> {
+pub struct Admission {
     inventory: Arc<dyn Inventory>,
-    judge: Judge<F>,
+    judge: Judge,
     metrics: AdmissionMetrics,
     sink: Option<Arc<dyn ViolationSink>>,
 }
 
-impl<F: FactSource> Admission<F> {
-    pub fn new(inventory: Arc<dyn Inventory>, judge: Judge<F>, metrics: AdmissionMetrics) -> Self {
+impl Admission {
+    pub fn new(inventory: Arc<dyn Inventory>, judge: Judge, metrics: AdmissionMetrics) -> Self {
         Self {
             inventory,
             judge,

@@ -1,0 +1,194 @@
+//! Command-line interface. Every flag also reads an `ECR_GUARD_…` environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Validating admission webhook that checks how the ECR repositories behind a
+/// workload's images are encrypted.
+#[derive(Debug, Parser)]
+#[command(name = "ecr-guard", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the admission webhook over HTTPS.
+    Serve(Box<ServeArgs>),
+    /// Judge images or manifests from a terminal or CI pipeline.
+    Check(Box<CheckArgs>),
+    /// Print the EcrEncryptionPolicy CustomResourceDefinition as YAML.
+    Crd,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Log line format.
+    #[arg(long, global = true, env = "ECR_GUARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log filter in tracing's EnvFilter syntax, e.g. `info` or `ecr_guard=debug,info`.
+    #[arg(long, global = true, env = "ECR_GUARD_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where policies and namespace labels come from.
+#[derive(Debug, Args, Clone)]
+pub struct PolicySourceArgs {
+    /// YAML file of EcrEncryptionPolicy objects (one or more documents); repeatable.
+    /// Without it, policies and namespaces are read from the cluster.
+    #[arg(long = "policy-file", env = "ECR_GUARD_POLICY_FILE", value_delimiter = ',')]
+    pub policy_files: Vec<PathBuf>,
+    /// Labels of a namespace when running from files: NS:KEY=VALUE[,KEY=VALUE…]; repeatable.
+    #[arg(long = "namespace-labels", env = "ECR_GUARD_NAMESPACE_LABELS", value_delimiter = ';')]
+    pub namespace_labels: Vec<String>,
+    /// Namespace objects as `kubectl get ns -o yaml` prints them; repeatable.
+    #[arg(long = "namespaces-file", env = "ECR_GUARD_NAMESPACES_FILE", value_delimiter = ',')]
+    pub namespaces_files: Vec<PathBuf>,
+    /// Kubeconfig file (cluster mode); default: in-cluster, else $KUBECONFIG or ~/.kube/config.
+    #[arg(long, env = "ECR_GUARD_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context (cluster mode).
+    #[arg(long, env = "ECR_GUARD_CONTEXT")]
+    pub context: Option<String>,
+}
+
+impl PolicySourceArgs {
+    pub fn is_local(&self) -> bool {
+        !self.policy_files.is_empty()
+    }
+}
+
+/// AWS lookups and their cache.
+#[derive(Debug, Args, Clone)]
+pub struct AwsArgs {
+    /// How long a repository's encryption facts are cached.
+    #[arg(long, env = "ECR_GUARD_CACHE_TTL", value_parser = duration, default_value = "10m")]
+    pub cache_ttl: Duration,
+    /// How long "repository not found" is cached.
+    #[arg(long, env = "ECR_GUARD_NEGATIVE_CACHE_TTL", value_parser = duration, default_value = "30s")]
+    pub negative_cache_ttl: Duration,
+    /// How long past its TTL a cached answer may be served while AWS is failing.
+    #[arg(long, env = "ECR_GUARD_STALE_TTL", value_parser = duration, default_value = "1h")]
+    pub stale_ttl: Duration,
+    /// Budget for all AWS lookups of one review, retries included; keep it well
+    /// below the webhook's timeoutSeconds.
+    #[arg(long, env = "ECR_GUARD_LOOKUP_TIMEOUT", value_parser = duration, default_value = "3s")]
+    pub lookup_timeout: Duration,
+    /// Most AWS calls in flight at once.
+    #[arg(long, env = "ECR_GUARD_MAX_CONCURRENT_AWS_CALLS", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_concurrent_aws_calls: u16,
+    /// Most repositories kept in the cache.
+    #[arg(long, env = "ECR_GUARD_CACHE_CAPACITY", default_value_t = 50_000)]
+    pub cache_capacity: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// HTTPS address for POST /validate.
+    #[arg(long, env = "ECR_GUARD_LISTEN", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// PEM certificate chain; reloaded when the file changes. Without it (and
+    /// --tls-key) a self-signed certificate is generated.
+    #[arg(long, env = "ECR_GUARD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "ECR_GUARD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Extra DNS name or IP for the generated self-signed certificate; repeatable.
+    #[arg(long = "tls-san", env = "ECR_GUARD_TLS_SAN", value_delimiter = ',', conflicts_with = "tls_cert")]
+    pub tls_sans: Vec<String>,
+    /// Where to write the generated certificate's PEM (the CA bundle a client trusts).
+    #[arg(long, env = "ECR_GUARD_WRITE_CA", conflicts_with = "tls_cert")]
+    pub write_ca: Option<PathBuf>,
+    /// Accept only clients presenting a certificate that chains to this PEM CA (mutual TLS).
+    #[arg(long, env = "ECR_GUARD_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
+    /// Plain-HTTP address for /metrics, /healthz and /readyz.
+    #[arg(long, env = "ECR_GUARD_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    pub metrics_listen: SocketAddr,
+    /// Turn every Enforce policy into DryRun: report, never deny (the staging switch).
+    #[arg(long, env = "ECR_GUARD_DRY_RUN")]
+    pub dry_run: bool,
+    /// Largest AdmissionReview body accepted, in bytes.
+    #[arg(long, env = "ECR_GUARD_MAX_BODY_BYTES", default_value_t = 3 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    #[command(flatten)]
+    pub policies: PolicySourceArgs,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Image to judge as a Pod in --namespace; repeatable.
+    #[arg(long = "image", env = "ECR_GUARD_IMAGE", value_delimiter = ',')]
+    pub images: Vec<String>,
+    /// YAML file of Pods and workloads (multi-document), each judged in its own
+    /// namespace; `-` reads standard input; repeatable.
+    #[arg(short = 'f', long = "filename", env = "ECR_GUARD_FILENAME", value_delimiter = ',')]
+    pub files: Vec<PathBuf>,
+    /// Namespace for --image, and for manifests that name none.
+    #[arg(long, short = 'n', env = "ECR_GUARD_NAMESPACE", default_value = "default")]
+    pub namespace: String,
+    /// Output format.
+    #[arg(long, short = 'o', env = "ECR_GUARD_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Judge every Enforce policy as DryRun.
+    #[arg(long, env = "ECR_GUARD_DRY_RUN")]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub policies: PolicySourceArgs,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+/// Parses durations like `30s`, `10m`, `1h30m`, `500ms`.
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (expected a duration like 30s, 10m, 500ms)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_parse_like_the_design_says() {
+        let cli = Cli::try_parse_from(["ecr-guard", "serve", "--cache-ttl", "10m", "--lookup-timeout", "500ms"]).unwrap();
+        let Command::Serve(args) = cli.command else { panic!("serve") };
+        assert_eq!(args.aws.cache_ttl, Duration::from_secs(600));
+        assert_eq!(args.aws.lookup_timeout, Duration::from_millis(500));
+        assert_eq!(args.aws.negative_cache_ttl, Duration::from_secs(30));
+        let err = Cli::try_parse_from(["ecr-guard", "serve", "--cache-ttl", "ten"]).unwrap_err().to_string();
+        assert!(err.contains("expected a duration"), "{err}");
+    }
+
+    #[test]
+    fn tls_cert_needs_its_key() {
+        let err = Cli::try_parse_from(["ecr-guard", "serve", "--tls-cert", "a.pem"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+    }
+}

@@ -1,0 +1,202 @@
+//! What each subcommand does, wired from its arguments. `main` only calls these.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::OnceCell;
+use tracing::{error, info};
+
+use crate::admission::{Admission, FactSource, Judge, NoFacts};
+use crate::check;
+use crate::cli::{AwsArgs, CheckArgs, LogArgs, LogFormat, PolicySourceArgs, ServeArgs};
+use crate::inventory::Inventory;
+use crate::metrics::AdmissionMetrics;
+use crate::policy::Options;
+use crate::registry::{Registry, RegistryConfig, RegistryMetrics};
+use crate::server::{self, Bound, Readiness, ServerConfig, TlsSource};
+
+/// How often mounted certificate files are re-read.
+const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+/// How long to wait between attempts to resolve AWS credentials at start-up.
+const AWS_RETRY: Duration = Duration::from_secs(5);
+
+pub fn init_tracing(log: &LogArgs) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&log.log_level).unwrap_or_else(|e| {
+        eprintln!("ecr-guard: invalid --log-level {:?} ({e}); using info", log.log_level);
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match log.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn registry_config(aws: &AwsArgs) -> RegistryConfig {
+    RegistryConfig {
+        cache_ttl: aws.cache_ttl,
+        negative_cache_ttl: aws.negative_cache_ttl,
+        stale_ttl: aws.stale_ttl,
+        lookup_timeout: aws.lookup_timeout,
+        max_entries: aws.cache_capacity,
+        max_concurrent_calls: usize::from(aws.max_concurrent_aws_calls),
+    }
+}
+
+fn inventory(policies: &PolicySourceArgs) -> anyhow::Result<Arc<dyn Inventory>> {
+    if !policies.is_local() {
+        anyhow::bail!(
+            "no --policy-file given: reading policies from the cluster is not available in this build; \
+             pass --policy-file (and --namespace-labels or --namespaces-file)"
+        );
+    }
+    let inv = crate::local::inventory(&policies.policy_files, &policies.namespaces_files, &policies.namespace_labels)?;
+    Ok(Arc::new(inv))
+}
+
+/// `ecr-guard serve`.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let inventory = inventory(&args.policies)?;
+    for policy in inventory.policies().iter().filter(|p| !p.is_valid()) {
+        let problems: Vec<String> = policy.problems().iter().map(ToString::to_string).collect();
+        error!(policy = %policy.name, problems = %problems.join("; "), "invalid policy: it denies every request it applies to (fail closed)");
+    }
+    let mut metrics_registry = prometheus_client::registry::Registry::default();
+    let admission_metrics = AdmissionMetrics::default();
+    admission_metrics.register(&mut metrics_registry);
+    let registry_metrics = RegistryMetrics::default();
+    registry_metrics.register(&mut metrics_registry);
+
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => TlsSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+            reload_interval: TLS_RELOAD_INTERVAL,
+        },
+        _ => TlsSource::SelfSigned {
+            names: args.tls_sans.clone(),
+            write_ca: args.write_ca.clone(),
+        },
+    };
+    let config = ServerConfig {
+        listen: args.listen,
+        metrics_listen: args.metrics_listen,
+        tls,
+        client_ca: args.client_ca.clone(),
+        max_body_bytes: args.max_body_bytes,
+    };
+    let bound = Bound::bind(&config).await?;
+    let readiness = Readiness::new(inventory.clone());
+    let facts = Arc::new(LazyRegistry::new(registry_config(&args.aws), registry_metrics));
+    {
+        // Credentials are resolved before /readyz says ready, so the first review
+        // pays no credential exchange; until then the admin port already answers.
+        let (facts, readiness) = (facts.clone(), readiness.clone());
+        tokio::spawn(async move {
+            loop {
+                match facts.get().await {
+                    Ok(_) => {
+                        readiness.set_aws_ready();
+                        info!("AWS clients ready");
+                        break;
+                    }
+                    Err(e) => {
+                        error!(error = %e, "AWS not ready; retrying");
+                        tokio::time::sleep(AWS_RETRY).await;
+                    }
+                }
+            }
+        });
+    }
+    let options = Options { dry_run: args.dry_run };
+    if args.dry_run {
+        info!("--dry-run: Enforce policies report violations but deny nothing");
+    }
+    let judge = Judge::new(facts, options, args.aws.lookup_timeout);
+    let admission = Arc::new(Admission::new(inventory, judge, admission_metrics));
+    info!(
+        webhook = %bound.webhook_addr()?,
+        admin = %bound.admin_addr()?,
+        "ecr-guard listening"
+    );
+    let webhook = server::webhook_router(admission, args.max_body_bytes);
+    let admin = server::admin_router(readiness, Arc::new(metrics_registry));
+    bound.run(webhook, admin, server::shutdown_signal()).await;
+    Ok(())
+}
+
+/// `ecr-guard check`; returns the exit code.
+pub async fn check(args: CheckArgs) -> i32 {
+    match check_inner(args).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ecr-guard: {e:#}");
+            2
+        }
+    }
+}
+
+async fn check_inner(args: CheckArgs) -> anyhow::Result<i32> {
+    let units = check::units(&args)?;
+    let inventory = inventory(&args.policies)?;
+    check::require_valid_policies(inventory.as_ref())?;
+    let facts = Arc::new(LazyRegistry::new(registry_config(&args.aws), RegistryMetrics::default()));
+    let judge = Judge::new(facts, Options { dry_run: args.dry_run }, args.aws.lookup_timeout);
+    let reports = check::judge_all(inventory.as_ref(), &judge, units).await;
+    let mut out = std::io::stdout().lock();
+    let code = check::print(&reports, args.output, &mut out).context("failed to write the report")?;
+    out.flush().context("failed to write the report")?;
+    Ok(code)
+}
+
+/// `ecr-guard crd`.
+pub fn crd() -> anyhow::Result<()> {
+    let yaml = crate::crd::yaml().context("failed to render the CRD")?;
+    print!("{yaml}");
+    Ok(())
+}
+
+/// The AWS registry, built on first use: `check` runs that need no lookup need no
+/// AWS credentials, and `serve` can answer its admin port while credentials resolve.
+pub struct LazyRegistry {
+    cell: OnceCell<Registry>,
+    config: RegistryConfig,
+    metrics: RegistryMetrics,
+}
+
+impl LazyRegistry {
+    pub fn new(config: RegistryConfig, metrics: RegistryMetrics) -> Self {
+        Self {
+            cell: OnceCell::new(),
+            config,
+            metrics,
+        }
+    }
+
+    pub async fn get(&self) -> Result<&Registry, crate::registry::Error> {
+        self.cell
+            .get_or_try_init(|| Registry::from_env(self.config.clone(), self.metrics.clone()))
+            .await
+    }
+}
+
+impl FactSource for LazyRegistry {
+    fn lookup_all(
+        &self,
+        repositories: std::collections::BTreeSet<crate::image::EcrRepository>,
+        deadline: tokio::time::Instant,
+    ) -> futures::future::BoxFuture<'_, std::collections::HashMap<crate::image::EcrRepository, crate::registry::facts::Lookup>>
+    {
+        Box::pin(async move {
+            match self.get().await {
+                Ok(registry) => registry.lookup_all(repositories, deadline).await,
+                Err(e) => {
+                    let reason = format!("AWS is not configured: {e}");
+                    NoFacts::failing(&reason).lookup_all(repositories, deadline).await
+                }
+            }
+        })
+    }
+}

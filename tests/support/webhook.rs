@@ -1,0 +1,148 @@
+//! `ecr-guard serve` in-process on loopback ports, backed by a registry pointed at
+//! moto (or the proxy in front of it), serving real HTTPS.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ecr_guard::admission::{Admission, Judge, ViolationSink};
+use ecr_guard::metrics::AdmissionMetrics;
+use ecr_guard::policy::Options;
+use ecr_guard::registry::{RegistryConfig, RegistryMetrics};
+use ecr_guard::server::{self, Bound, Readiness, ServerConfig, TlsSource};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub struct Settings {
+    /// EcrEncryptionPolicy documents (YAML, `---`-separated).
+    pub policies: String,
+    /// `NS:KEY=VALUE,…` as for `--namespace-labels`.
+    pub namespaces: Vec<String>,
+    pub dry_run: bool,
+    pub lookup_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub tls: Option<TlsSource>,
+    pub sink: Option<Arc<dyn ViolationSink>>,
+}
+
+impl Settings {
+    pub fn new(policies: &str) -> Self {
+        Self {
+            policies: policies.to_string(),
+            namespaces: Vec::new(),
+            dry_run: false,
+            lookup_timeout: Duration::from_secs(3),
+            max_body_bytes: 3 * 1024 * 1024,
+            tls: None,
+            sink: None,
+        }
+    }
+
+    pub fn namespace(mut self, spec: &str) -> Self {
+        self.namespaces.push(spec.to_string());
+        self
+    }
+}
+
+pub struct Webhook {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    /// PEM of the CA the serving certificate chains to.
+    pub ca: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Webhook {
+    /// Starts a webhook whose AWS endpoint is `aws_endpoint`.
+    pub async fn start(aws_endpoint: &str, settings: Settings) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let policy_file = dir.path().join("policies.yaml");
+        std::fs::write(&policy_file, &settings.policies).unwrap();
+        let inventory: Arc<dyn ecr_guard::inventory::Inventory> =
+            Arc::new(ecr_guard::local::inventory(&[policy_file], &[], &settings.namespaces).expect("test policies load"));
+
+        let mut prometheus = prometheus_client::registry::Registry::default();
+        let admission_metrics = AdmissionMetrics::default();
+        admission_metrics.register(&mut prometheus);
+        let registry_metrics = RegistryMetrics::default();
+        registry_metrics.register(&mut prometheus);
+        let config = RegistryConfig {
+            lookup_timeout: settings.lookup_timeout,
+            ..RegistryConfig::default()
+        };
+        let registry = super::registry(aws_endpoint, config, registry_metrics);
+
+        let ca_path = dir.path().join("ca.pem");
+        let tls = settings.tls.clone().unwrap_or(TlsSource::SelfSigned {
+            names: vec![],
+            write_ca: Some(ca_path.clone()),
+        });
+        let server_config = ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            metrics_listen: "127.0.0.1:0".parse().unwrap(),
+            tls,
+            client_ca: None,
+            max_body_bytes: settings.max_body_bytes,
+        };
+        let bound = Bound::bind(&server_config).await.expect("bind");
+        let (addr, admin) = (bound.webhook_addr().unwrap(), bound.admin_addr().unwrap());
+        let ca = std::fs::read_to_string(&ca_path).unwrap_or_default();
+
+        let readiness = Readiness::new(inventory.clone());
+        readiness.set_aws_ready();
+        let judge = Judge::new(Arc::new(registry), Options { dry_run: settings.dry_run }, settings.lookup_timeout);
+        let mut admission = Admission::new(inventory, judge, admission_metrics);
+        if let Some(sink) = settings.sink {
+            admission = admission.with_sink(sink);
+        }
+        let webhook = server::webhook_router(Arc::new(admission), settings.max_body_bytes);
+        let admin_router = server::admin_router(readiness, Arc::new(prometheus));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(bound.run(webhook, admin_router, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            admin,
+            ca,
+            stop: Some(stop),
+            task: Some(task),
+            _dir: dir,
+        }
+    }
+
+    /// Stops serving and waits until in-flight reviews are done.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// GET on the admin port; (status, body).
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(self.admin).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).await.unwrap();
+        let status = raw.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        (status, body)
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
