@@ -1,3 +1,240 @@
 //! Facts about ECR repositories and their KMS keys, fetched from AWS and cached.
+//!
+//! [`Registry::lookup`] answers "how is this repository encrypted, and what is
+//! its key like?" with ECR `DescribeRepositories` (one repository per call, in
+//! the account and region of the image host) and KMS `DescribeKey` +
+//! `GetKeyRotationStatus` (by key ARN, in the key's region). Answers are cached
+//! (see `cache`), concurrent misses coalesce into one call, and every lookup is
+//! bounded by the caller's deadline.
 
+mod aws;
+mod cache;
+mod call_error;
+mod credentials;
+mod error;
 pub mod facts;
+mod metrics;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use tokio::time::Instant;
+
+pub use error::Error;
+pub use metrics::RegistryMetrics;
+
+use aws::{Aws, KmsKey, RepositoryRecord, UNNAMED_KEY_ARN, UNNAMED_KEY_REASON};
+use cache::{Answer, FactCache, Ttl};
+use facts::{KeyLookup, Lookup, RepositoryFacts, RepositoryLookup};
+use metrics::CacheName;
+
+use crate::image::EcrRepository;
+
+/// How the registry caches and calls AWS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegistryConfig {
+    /// How long a repository's or key's facts are used before asking AWS again.
+    pub cache_ttl: Duration,
+    /// How long "repository not found" and "key cannot be described" are cached.
+    pub negative_cache_ttl: Duration,
+    /// How long past its TTL an answer may still be served when AWS fails to
+    /// refresh it (stale-if-error).
+    pub stale_ttl: Duration,
+    /// Upper bound of one AWS call, SDK retries included; lookups are bounded by
+    /// the caller's deadline as well.
+    pub lookup_timeout: Duration,
+    /// Most repositories (and, separately, keys) kept in the cache.
+    pub max_entries: u64,
+    /// Most AWS calls in flight at once.
+    pub max_concurrent_calls: usize,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            cache_ttl: Duration::from_secs(10 * 60),
+            negative_cache_ttl: Duration::from_secs(30),
+            stale_ttl: Duration::from_secs(60 * 60),
+            lookup_timeout: Duration::from_secs(3),
+            max_entries: 50_000,
+            max_concurrent_calls: 32,
+        }
+    }
+}
+
+/// Cached, coalesced access to repository and key facts. Cheap to clone.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: RegistryConfig,
+    aws: Arc<Aws>,
+    repositories: FactCache<EcrRepository, RepositoryRecord>,
+    keys: FactCache<String, KeyLookup>,
+}
+
+impl Answer for RepositoryRecord {
+    fn is_negative(&self) -> bool {
+        matches!(self, Self::NotFound)
+    }
+}
+
+impl Answer for KeyLookup {
+    fn is_negative(&self) -> bool {
+        matches!(self, Self::Unknown { .. })
+    }
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Registry {
+    /// Loads the AWS configuration the standard way (environment, profile, IRSA
+    /// web identity, EKS Pod Identity / container credentials, IMDS; endpoints
+    /// from `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_ECR`, `AWS_ENDPOINT_URL_KMS`),
+    /// with an HTTPS client on rustls + ring, and resolves credentials now so that
+    /// the first lookup does not pay for it.
+    pub async fn from_env(config: RegistryConfig, metrics: RegistryMetrics) -> Result<Self, Error> {
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            // Also used by the credential providers (STS, IMDS, container endpoint).
+            .http_client(aws::https_client())
+            .load()
+            .await;
+        let sdk = credentials::resolve_eagerly(sdk).await?;
+        let registry = Self::from_sdk_config(config, &sdk, metrics);
+        registry.inner.aws.prepare_default_region();
+        Ok(registry)
+    }
+
+    /// A registry using an SDK configuration built by the caller (tests point it
+    /// at an emulator). Retries (standard, 3 attempts) and timeouts are set here;
+    /// without an HTTP client in `sdk`, the rustls + ring one is used.
+    /// Credentials are resolved on first use.
+    pub fn from_sdk_config(
+        config: RegistryConfig,
+        sdk: &SdkConfig,
+        metrics: RegistryMetrics,
+    ) -> Self {
+        let ttl = Ttl {
+            positive: config.cache_ttl,
+            negative: config.negative_cache_ttl,
+        };
+        let inner = Inner {
+            aws: Arc::new(Aws::new(
+                sdk,
+                config.max_concurrent_calls,
+                config.lookup_timeout,
+                metrics.clone(),
+            )),
+            repositories: FactCache::new(
+                CacheName::Repository,
+                ttl,
+                config.stale_ttl,
+                config.max_entries,
+                metrics.clone(),
+            ),
+            keys: FactCache::new(
+                CacheName::Key,
+                ttl,
+                config.stale_ttl,
+                config.max_entries,
+                metrics,
+            ),
+            config,
+        };
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    pub fn config(&self) -> &RegistryConfig {
+        &self.inner.config
+    }
+
+    /// The facts of one repository: from the cache, or from AWS (one call per
+    /// repository and per key however many callers ask at once), answered by
+    /// `deadline` at the latest (then `LookupFailure::Timeout`, unless an expired
+    /// answer can be served).
+    #[tracing::instrument(
+        name = "registry_lookup",
+        level = "debug",
+        skip_all,
+        fields(repository = %repo.name, account = %repo.account, region = %repo.region)
+    )]
+    pub async fn lookup(&self, repo: &EcrRepository, deadline: Instant) -> Lookup {
+        let result = self.lookup_uninstrumented(repo, deadline).await;
+        match &result {
+            Ok(facts) => tracing::debug!(?facts, "repository looked up"),
+            Err(failure) => tracing::debug!(%failure, "repository lookup failed"),
+        }
+        result
+    }
+
+    /// [`lookup`](Self::lookup) for many repositories at once, each asked once,
+    /// all concurrently and bounded by the same deadline.
+    pub async fn lookup_all(
+        &self,
+        repos: impl IntoIterator<Item = EcrRepository>,
+        deadline: Instant,
+    ) -> HashMap<EcrRepository, Lookup> {
+        let unique: HashSet<EcrRepository> = repos.into_iter().collect();
+        let lookups = unique.into_iter().map(|repo| async move {
+            let lookup = self.lookup(&repo, deadline).await;
+            (repo, lookup)
+        });
+        futures::future::join_all(lookups)
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    async fn lookup_uninstrumented(&self, repo: &EcrRepository, deadline: Instant) -> Lookup {
+        let record = self
+            .inner
+            .repositories
+            .get(repo, deadline, || {
+                let aws = Arc::clone(&self.inner.aws);
+                let repo = repo.clone();
+                async move { aws.describe_repository(&repo, deadline).await }
+            })
+            .await?;
+        let (encryption_type, kms_key) = match record {
+            RepositoryRecord::NotFound => return Ok(RepositoryLookup::NotFound),
+            RepositoryRecord::Found {
+                encryption_type,
+                kms_key,
+            } => (encryption_type, kms_key),
+        };
+        let kms_key = match kms_key {
+            KmsKey::None => None,
+            KmsKey::Unnamed => Some(KeyLookup::Unknown {
+                arn: UNNAMED_KEY_ARN.to_owned(),
+                reason: UNNAMED_KEY_REASON.to_owned(),
+            }),
+            KmsKey::Arn(arn) => Some(
+                self.inner
+                    .keys
+                    .get(&arn, deadline, || {
+                        let aws = Arc::clone(&self.inner.aws);
+                        let arn = arn.clone();
+                        async move { aws.describe_key(&arn, deadline).await }
+                    })
+                    .await?,
+            ),
+        };
+        Ok(RepositoryLookup::Found(RepositoryFacts {
+            encryption_type,
+            kms_key,
+        }))
+    }
+}

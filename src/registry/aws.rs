@@ -1,0 +1,456 @@
+//! The AWS side: per-region ECR and KMS clients, the three calls we make, and how
+//! their answers and errors become facts or `LookupFailure`s. No caching here.
+
+use std::collections::HashMap;
+use std::error::Error as StdError;
+use std::future::Future;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_config::identity::IdentityCache;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_ecr::config::Region;
+use aws_sdk_kms::types::KeyManagerType;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use aws_smithy_types::retry::ProvideErrorKind;
+use tokio::sync::Semaphore;
+use tokio::time::{Instant, timeout_at};
+
+use super::call_error::{CallError, classify};
+use super::facts::{
+    EncryptionType, KeyFacts, KeyLookup, KeyManager, KeyState, LookupFailure, Rotation,
+};
+use super::metrics::{Api, Outcome, RegistryMetrics};
+use crate::image::EcrRepository;
+
+/// Regions whose clients are kept. Region names come from image hosts, so a
+/// flood of made-up regions must not grow the map without bound; past this, a
+/// client is built per call (slower, still correct).
+const MAX_CACHED_REGIONS: usize = 64;
+
+/// The HTTPS client for ECR and KMS: rustls with the *ring* provider (the crate
+/// is built without aws-lc), trusting the platform's root certificates.
+pub(crate) fn https_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
+/// What `DescribeRepositories` said about one repository, before its key is
+/// described. This is what the repository cache holds; key facts have their own
+/// cache so that repositories sharing a key share one `DescribeKey`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum RepositoryRecord {
+    NotFound,
+    Found {
+        encryption_type: EncryptionType,
+        kms_key: KmsKey,
+    },
+}
+
+/// The key ECR named for a repository.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum KmsKey {
+    /// AES256: no KMS key.
+    None,
+    Arn(String),
+    /// KMS or KMS_DSSE without a `kmsKey`. Real ECR reports the ARN of the
+    /// AWS-managed `aws/ecr` key; moto leaves it out for KMS_DSSE.
+    Unnamed,
+}
+
+/// The ARN shown for a key ECR did not name. It is a label, never sent to KMS:
+/// describing `alias/aws/ecr` would create that key as a side effect.
+pub(crate) const UNNAMED_KEY_ARN: &str = "aws/ecr (AWS-managed default key)";
+pub(crate) const UNNAMED_KEY_REASON: &str = "ECR reported KMS encryption without naming the key (the AWS-managed aws/ecr key); \
+     ecr-guard describes keys by ARN only, because describing the alias would create the key";
+
+/// ECR and KMS clients for one region, built from the same SDK configuration
+/// (so they share the HTTP connection pool and the credentials cache).
+#[derive(Clone, Debug)]
+struct RegionClients {
+    ecr: aws_sdk_ecr::Client,
+    kms: aws_sdk_kms::Client,
+}
+
+/// AWS access for the registry: lazily built per-region clients, a cap on
+/// concurrent calls, and call metrics.
+#[derive(Debug)]
+pub(crate) struct Aws {
+    sdk: SdkConfig,
+    regions: Mutex<HashMap<String, RegionClients>>,
+    in_flight: Semaphore,
+    /// Upper bound of one call, retries included.
+    call_timeout: Duration,
+    metrics: RegistryMetrics,
+}
+
+impl Aws {
+    pub(crate) fn new(
+        sdk: &SdkConfig,
+        max_concurrent_calls: usize,
+        lookup_timeout: Duration,
+        metrics: RegistryMetrics,
+    ) -> Self {
+        let mut builder = sdk
+            .to_builder()
+            // Standard mode, 3 attempts; each call's operation timeout is cut to
+            // what is left of the deadline (see `call`), so retries never outlive it.
+            .retry_config(RetryConfig::standard().with_max_attempts(3))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(lookup_timeout)
+                    .operation_timeout(lookup_timeout)
+                    .build(),
+            );
+        if sdk.http_client().is_none() {
+            builder = builder.http_client(https_client());
+        }
+        if sdk.identity_cache().is_none() {
+            // One credentials cache for every per-region client.
+            builder = builder.identity_cache(IdentityCache::lazy().build());
+        }
+        Self {
+            sdk: builder.build(),
+            regions: Mutex::new(HashMap::new()),
+            in_flight: Semaphore::new(max_concurrent_calls.max(1)),
+            call_timeout: lookup_timeout,
+            metrics,
+        }
+    }
+
+    /// Builds (once) the clients of the SDK configuration's own region, if it
+    /// has one, so that the first lookup there does not pay for it.
+    pub(crate) fn prepare_default_region(&self) {
+        if let Some(region) = self.sdk.region() {
+            let _ = self.clients(region.as_ref());
+        }
+    }
+
+    fn clients(&self, region: &str) -> RegionClients {
+        let mut regions = self.regions.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(clients) = regions.get(region) {
+            return clients.clone();
+        }
+        let region_name = Region::new(region.to_owned());
+        let clients = RegionClients {
+            ecr: aws_sdk_ecr::Client::from_conf(
+                aws_sdk_ecr::config::Builder::from(&self.sdk)
+                    .region(region_name.clone())
+                    .build(),
+            ),
+            kms: aws_sdk_kms::Client::from_conf(
+                aws_sdk_kms::config::Builder::from(&self.sdk)
+                    .region(region_name)
+                    .build(),
+            ),
+        };
+        if regions.len() < MAX_CACHED_REGIONS {
+            regions.insert(region.to_owned(), clients.clone());
+        }
+        clients
+    }
+
+    /// `DescribeRepositories` for exactly this repository, in its registry
+    /// (account) and region.
+    pub(crate) async fn describe_repository(
+        &self,
+        repo: &EcrRepository,
+        deadline: Instant,
+    ) -> Result<RepositoryRecord, LookupFailure> {
+        let ecr = self.clients(&repo.region).ecr;
+        let answer = self
+            .call(
+                Api::DescribeRepositories,
+                deadline,
+                "RepositoryNotFoundException",
+                |timeouts| {
+                    ecr.describe_repositories()
+                        .registry_id(&repo.account)
+                        .repository_names(&repo.name)
+                        .customize()
+                        .config_override(
+                            aws_sdk_ecr::config::Builder::default().timeout_config(timeouts),
+                        )
+                        .send()
+                },
+            )
+            .await;
+        let output = match answer {
+            Ok(output) => output,
+            Err(CallError::NotFound(_)) => return Ok(RepositoryRecord::NotFound),
+            Err(e) => return Err(e.into_failure()),
+        };
+        // With a registryId that has no such repository, ECR may answer with an
+        // empty list instead of RepositoryNotFoundException (moto does).
+        let Some(repository) = output.repositories().first() else {
+            return Ok(RepositoryRecord::NotFound);
+        };
+        let Some(config) = repository.encryption_configuration() else {
+            // No configuration means ECR's default, AES256.
+            return Ok(RepositoryRecord::Found {
+                encryption_type: EncryptionType::Aes256,
+                kms_key: KmsKey::None,
+            });
+        };
+        let reported = config.encryption_type().as_str();
+        let Some(encryption_type) = EncryptionType::from_aws(reported) else {
+            return Err(LookupFailure::Aws(format!(
+                "ECR reported encryption type {reported:?}, which this version of ecr-guard does not know"
+            )));
+        };
+        let kms_key = match (encryption_type, config.kms_key()) {
+            (EncryptionType::Aes256, _) => KmsKey::None,
+            (_, Some(arn)) if !arn.is_empty() => KmsKey::Arn(arn.to_owned()),
+            (_, _) => KmsKey::Unnamed,
+        };
+        Ok(RepositoryRecord::Found {
+            encryption_type,
+            kms_key,
+        })
+    }
+
+    /// `DescribeKey` (by key ARN only, with the KMS client of the ARN's region)
+    /// and, for customer-managed keys, `GetKeyRotationStatus`.
+    pub(crate) async fn describe_key(
+        &self,
+        arn: &str,
+        deadline: Instant,
+    ) -> Result<KeyLookup, LookupFailure> {
+        let unknown = |reason: String| KeyLookup::Unknown {
+            arn: arn.to_owned(),
+            reason,
+        };
+        let Some(region) = key_arn_region(arn) else {
+            // Never describe an alias: DescribeKey on alias/aws/ecr creates the key.
+            return Ok(unknown(format!(
+                "ECR named the key as {arn:?}, which is not a KMS key ARN; ecr-guard describes keys by ARN only"
+            )));
+        };
+        let kms = self.clients(region).kms;
+
+        let answer = self
+            .call(
+                Api::DescribeKey,
+                deadline,
+                "NotFoundException",
+                |timeouts| {
+                    kms.describe_key()
+                        .key_id(arn)
+                        .customize()
+                        .config_override(
+                            aws_sdk_kms::config::Builder::default().timeout_config(timeouts),
+                        )
+                        .send()
+                },
+            )
+            .await;
+        let output = match answer {
+            Ok(output) => output,
+            // The key may live in another account whose key policy does not let us
+            // describe it: an explicit "unknown key", cached like any answer.
+            Err(CallError::NotFound(m)) => return Ok(unknown(format!("KMS has no such key: {m}"))),
+            Err(CallError::AccessDenied(m)) => {
+                return Ok(unknown(format!("DescribeKey was denied: {m}")));
+            }
+            Err(CallError::Rejected { code, message }) => {
+                return Ok(unknown(format!(
+                    "DescribeKey was rejected: {code}: {message}"
+                )));
+            }
+            Err(e) => return Err(e.into_failure()),
+        };
+        let Some(metadata) = output.key_metadata() else {
+            return Err(LookupFailure::Aws(
+                "KMS answered DescribeKey without key metadata".into(),
+            ));
+        };
+        let state = metadata
+            .key_state()
+            .map(|s| KeyState::from_aws(s.as_str()))
+            .unwrap_or_else(|| KeyState::Other("unreported".into()));
+        let manager = match metadata.key_manager() {
+            Some(KeyManagerType::Aws) => KeyManager::Aws,
+            Some(KeyManagerType::Customer) => KeyManager::Customer,
+            other => {
+                return Ok(unknown(format!(
+                    "KMS reported key manager {:?}, which this version of ecr-guard does not know",
+                    other.map(|m| m.as_str())
+                )));
+            }
+        };
+        // The ARN KMS reports is canonical; ECR's should be the same.
+        let arn = metadata.arn().unwrap_or(arn).to_owned();
+
+        let rotation = match manager {
+            // AWS-managed keys rotate yearly, and GetKeyRotationStatus is not for them.
+            KeyManager::Aws => Rotation::AwsManaged,
+            KeyManager::Customer => self.rotation(&kms, &arn, deadline).await?,
+        };
+        Ok(KeyLookup::Known(KeyFacts {
+            arn,
+            manager,
+            state,
+            rotation,
+        }))
+    }
+
+    async fn rotation(
+        &self,
+        kms: &aws_sdk_kms::Client,
+        arn: &str,
+        deadline: Instant,
+    ) -> Result<Rotation, LookupFailure> {
+        let answer = self
+            .call(
+                Api::GetKeyRotationStatus,
+                deadline,
+                "NotFoundException",
+                |timeouts| {
+                    kms.get_key_rotation_status()
+                        .key_id(arn)
+                        .customize()
+                        .config_override(
+                            aws_sdk_kms::config::Builder::default().timeout_config(timeouts),
+                        )
+                        .send()
+                },
+            )
+            .await;
+        match answer {
+            Ok(output) if output.key_rotation_enabled() => Ok(Rotation::Enabled),
+            Ok(_) => Ok(Rotation::Disabled),
+            // Definite answers (denied by the key policy, unsupported key spec…)
+            // are facts about the key; transient failures fail the lookup.
+            Err(CallError::AccessDenied(m)) => Ok(Rotation::Unknown(format!(
+                "GetKeyRotationStatus was denied: {m}"
+            ))),
+            Err(CallError::NotFound(m)) => Ok(Rotation::Unknown(format!(
+                "GetKeyRotationStatus found no such key: {m}"
+            ))),
+            Err(CallError::Rejected { code, message }) => Ok(Rotation::Unknown(format!(
+                "GetKeyRotationStatus was rejected: {code}: {message}"
+            ))),
+            Err(e) => Err(e.into_failure()),
+        }
+    }
+
+    /// Makes one AWS call: waits for a slot under the concurrency cap, gives the
+    /// SDK an operation timeout of what is left until `deadline` (at most the
+    /// lookup timeout), enforces the deadline itself as well (the SDK's timeout
+    /// does not cover everything, e.g. the credentials exchange), classifies the
+    /// error and records metrics.
+    async fn call<T, E, Fut>(
+        &self,
+        api: Api,
+        deadline: Instant,
+        not_found_code: &str,
+        send: impl FnOnce(TimeoutConfig) -> Fut,
+    ) -> Result<T, CallError>
+    where
+        Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + ProvideErrorKind + StdError + 'static,
+    {
+        let _permit = match timeout_at(deadline, self.in_flight.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_closed)) => {
+                return Err(CallError::Failed("the AWS call limiter is closed".into()));
+            }
+            Err(_elapsed) => return Err(CallError::Timeout),
+        };
+        let started = Instant::now();
+        let limit = deadline
+            .saturating_duration_since(started)
+            .min(self.call_timeout);
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(limit)
+            .operation_timeout(limit)
+            .build();
+        let result = match timeout_at(deadline, send(timeouts)).await {
+            Ok(Ok(output)) => Ok(output),
+            Ok(Err(e)) => Err(classify(&e, not_found_code)),
+            Err(_elapsed) => Err(CallError::Timeout),
+        };
+        let outcome = match &result {
+            Ok(_) => Outcome::Ok,
+            Err(e) => e.outcome(),
+        };
+        let elapsed = started.elapsed();
+        self.metrics.observe_call(api, outcome, elapsed);
+        match &result {
+            Ok(_) => tracing::debug!(api = api.as_str(), ?elapsed, "AWS call succeeded"),
+            Err(error) if error.needs_an_operator(api) => {
+                tracing::warn!(api = api.as_str(), ?elapsed, ?error, "AWS call failed")
+            }
+            Err(error) => tracing::debug!(api = api.as_str(), ?elapsed, ?error, "AWS call refused"),
+        }
+        result
+    }
+}
+
+/// The region of a KMS *key* ARN (`arn:PARTITION:kms:REGION:ACCOUNT:key/ID`);
+/// `None` for anything else, aliases included.
+fn key_arn_region(arn: &str) -> Option<&str> {
+    let mut parts = arn.splitn(6, ':');
+    let (Some("arn"), Some(partition), Some("kms"), Some(region), Some(account), Some(resource)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    let valid = !partition.is_empty()
+        && !region.is_empty()
+        && !account.is_empty()
+        && resource
+            .strip_prefix("key/")
+            .is_some_and(|id| !id.is_empty());
+    valid.then_some(region)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_arn_region_accepts_key_arns_of_every_partition() {
+        assert_eq!(
+            key_arn_region(
+                "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+            ),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            key_arn_region("arn:aws-cn:kms:cn-north-1:111122223333:key/mrk-1234"),
+            Some("cn-north-1")
+        );
+        assert_eq!(
+            key_arn_region("arn:aws-us-gov:kms:us-gov-west-1:111122223333:key/abc"),
+            Some("us-gov-west-1")
+        );
+    }
+
+    #[test]
+    fn key_arn_region_refuses_aliases_ids_and_garbage() {
+        for not_a_key_arn in [
+            "arn:aws:kms:us-east-1:111122223333:alias/aws/ecr",
+            "alias/aws/ecr",
+            "1234abcd-12ab-34cd-56ef-1234567890ab",
+            "arn:aws:kms:us-east-1:111122223333:key/",
+            "arn:aws:kms::111122223333:key/abc",
+            "arn:aws:s3:us-east-1:111122223333:key/abc",
+            "",
+        ] {
+            assert_eq!(key_arn_region(not_a_key_arn), None, "{not_a_key_arn}");
+        }
+    }
+}

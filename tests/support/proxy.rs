@@ -1,0 +1,276 @@
+//! A small HTTP forward proxy in front of moto: counts requests by AWS operation
+//! (the `X-Amz-Target` header of the JSON protocols ECR and KMS use) and can
+//! inject faults, so tests can see how many calls reached "AWS" and what
+//! happens when AWS misbehaves.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+
+pub const DESCRIBE_REPOSITORIES: &str = "AmazonEC2ContainerRegistry_V20150921.DescribeRepositories";
+pub const DESCRIBE_KEY: &str = "TrentService.DescribeKey";
+pub const GET_KEY_ROTATION_STATUS: &str = "TrentService.GetKeyRotationStatus";
+
+/// What the proxy does instead of (or before) forwarding a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer with this status and an AWS JSON error body of this `__type`.
+    Error { status: u16, error_type: String },
+    /// Never answer (a blackholed endpoint).
+    Hang,
+    /// Wait, then forward.
+    Delay(Duration),
+    /// Close the connection without answering.
+    CloseConnection,
+    /// Answer with this status and JSON body instead of moto: for what moto
+    /// cannot model (AWS-managed keys), spelled out in the test that uses it.
+    Answer { status: u16, body: String },
+}
+
+impl Fault {
+    pub fn error(status: u16, error_type: &str) -> Self {
+        Self::Error {
+            status,
+            error_type: error_type.to_owned(),
+        }
+    }
+
+    /// What ECR and KMS answer when they throttle.
+    pub fn throttling() -> Self {
+        Self::error(400, "ThrottlingException")
+    }
+
+    pub fn access_denied() -> Self {
+        Self::error(400, "AccessDeniedException")
+    }
+
+    pub fn service_unavailable() -> Self {
+        Self::error(503, "ServiceUnavailableException")
+    }
+}
+
+#[derive(Debug)]
+struct Rule {
+    /// `None` matches every operation.
+    target: Option<String>,
+    fault: Fault,
+}
+
+#[derive(Debug)]
+struct State {
+    upstream: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+    counts: Mutex<HashMap<String, usize>>,
+    rules: Mutex<Vec<Rule>>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+/// Counts a request as in flight while alive.
+struct InFlight<'a>(&'a State);
+
+impl<'a> InFlight<'a> {
+    fn enter(state: &'a State) -> Self {
+        let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        state.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        Self(state)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A running proxy; stops (with its connections) on drop.
+#[derive(Debug)]
+pub struct Proxy {
+    endpoint: String,
+    state: Arc<State>,
+    server: JoinHandle<()>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl Proxy {
+    /// Listens on a free loopback port and forwards to `upstream`
+    /// (`http://host:port`).
+    pub async fn start(upstream: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let endpoint = format!("http://{}", listener.local_addr().expect("proxy address"));
+        let state = Arc::new(State {
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            counts: Mutex::new(HashMap::new()),
+            rules: Mutex::new(Vec::new()),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
+        });
+        let server = tokio::spawn(serve(listener, Arc::clone(&state)));
+        Self {
+            endpoint,
+            state,
+            server,
+        }
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Requests received for one operation (e.g. [`DESCRIBE_REPOSITORIES`]),
+    /// faulted ones included.
+    pub fn count(&self, target: &str) -> usize {
+        self.state
+            .counts
+            .lock()
+            .expect("counts")
+            .get(target)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The most requests the proxy has been handling at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.state.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    pub fn reset_counts(&self) {
+        self.state.counts.lock().expect("counts").clear();
+    }
+
+    /// Applies `fault` to every request until [`clear_faults`](Self::clear_faults).
+    pub fn set_fault(&self, fault: Fault) {
+        self.state.rules.lock().expect("rules").push(Rule {
+            target: None,
+            fault,
+        });
+    }
+
+    /// Applies `fault` to one operation. Rules are matched in the order they
+    /// were set; the first match wins.
+    pub fn set_fault_for(&self, target: &str, fault: Fault) {
+        self.state.rules.lock().expect("rules").push(Rule {
+            target: Some(target.to_owned()),
+            fault,
+        });
+    }
+
+    pub fn clear_faults(&self) {
+        self.state.rules.lock().expect("rules").clear();
+    }
+}
+
+async fn serve(listener: TcpListener, state: Arc<State>) {
+    // Owned here so that aborting the server task drops (aborts) every connection.
+    let mut connections = JoinSet::new();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let state = Arc::clone(&state);
+        connections.spawn(async move {
+            let service = service_fn(move |request| handle(Arc::clone(&state), request));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+        // Reap finished connections so the set does not grow.
+        while connections.try_join_next().is_some() {}
+    }
+}
+
+type ProxyResult = Result<Response<Full<Bytes>>, Box<dyn std::error::Error + Send + Sync>>;
+
+async fn handle(state: Arc<State>, request: Request<Incoming>) -> ProxyResult {
+    let target = request
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    *state
+        .counts
+        .lock()
+        .expect("counts")
+        .entry(target.clone())
+        .or_default() += 1;
+    let _in_flight = InFlight::enter(&state);
+
+    let fault = state
+        .rules
+        .lock()
+        .expect("rules")
+        .iter()
+        .find(|rule| rule.target.as_deref().is_none_or(|t| t == target))
+        .map(|rule| rule.fault.clone());
+    match fault {
+        None => forward(&state, request).await,
+        Some(Fault::Delay(delay)) => {
+            tokio::time::sleep(delay).await;
+            forward(&state, request).await
+        }
+        Some(Fault::Hang) => std::future::pending::<ProxyResult>().await,
+        Some(Fault::CloseConnection) => Err("fault injected: close the connection".into()),
+        Some(Fault::Error { status, error_type }) => Ok(aws_error(status, &error_type)),
+        Some(Fault::Answer { status, body }) => Ok(json_response(status, body, None)),
+    }
+}
+
+fn aws_error(status: u16, error_type: &str) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({
+        "__type": error_type,
+        "message": format!("injected by the test proxy: {error_type}"),
+    });
+    json_response(status, body.to_string(), Some(error_type))
+}
+
+fn json_response(status: u16, body: String, error_type: Option<&str>) -> Response<Full<Bytes>> {
+    let mut response = Response::builder()
+        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header("content-type", "application/x-amz-json-1.1");
+    if let Some(error_type) = error_type {
+        response = response.header("x-amzn-errortype", error_type);
+    }
+    response
+        .body(Full::new(Bytes::from(body)))
+        .expect("valid response")
+}
+
+async fn forward(state: &State, request: Request<Incoming>) -> ProxyResult {
+    let (parts, body) = request.into_parts();
+    let body = body.collect().await?.to_bytes();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut upstream = Request::builder()
+        .method(parts.method)
+        .uri(format!("{}{}", state.upstream, path));
+    for (name, value) in &parts.headers {
+        upstream = upstream.header(name, value);
+    }
+    let response = state
+        .client
+        .request(upstream.body(Full::new(body))?)
+        .await?;
+    let (mut parts, body) = response.into_parts();
+    let body = body.collect().await?.to_bytes();
+    // The body is re-sent whole; framing headers are hyper's to set.
+    parts.headers.remove("transfer-encoding");
+    parts.headers.remove("connection");
+    Ok(Response::from_parts(parts, Full::new(body)))
+}
