@@ -4,7 +4,7 @@
 CARGO ?= cargo
 PYTHON := .venv/bin/python
 
-.PHONY: all tools build demo test lint unit crd manifests bench soak clean
+.PHONY: all tools build demo test lint unit manifests bench soak clean
 
 all: build
 
@@ -29,9 +29,9 @@ lint:
 unit:
 	$(CARGO) test --locked --all-targets
 
-## crd: regenerate the CRD YAML committed in the chart and manifests/
-crd:
-	$(CARGO) run --locked --quiet -- crd > manifests/crd.yaml
+## manifests: regenerate the CRD (chart + manifests/) and manifests/install.yaml
+manifests:
+	bash scripts/render-manifests.sh
 
 clean:
 	$(CARGO) clean

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::admission::workload::{self, WorkloadKind};
 use crate::admission::Judge;
+use crate::admission::workload::{self, WorkloadKind};
 use crate::cli::{CheckArgs, OutputFormat};
 use crate::inventory::Inventory;
 use crate::policy::{self, Mode, Slot, Subject, Verdict};
@@ -23,7 +23,11 @@ pub enum CheckError {
     #[error("failed to read standard input")]
     ReadStdin(#[source] std::io::Error),
     #[error("{path}: document {index}: {reason}")]
-    Manifest { path: PathBuf, index: usize, reason: String },
+    Manifest {
+        path: PathBuf,
+        index: usize,
+        reason: String,
+    },
     #[error("{count} invalid polic{}:\n{details}", if *count == 1 { "y" } else { "ies" })]
     InvalidPolicies { count: usize, details: String },
 }
@@ -70,7 +74,11 @@ pub fn units(args: &CheckArgs) -> Result<Vec<Unit>, CheckError> {
             namespace: args.namespace.clone(),
             kind: "Pod".into(),
             name: format!("(--image {image})"),
-            subjects: vec![Subject::new(Slot::Container, container_name(image), image.clone())],
+            subjects: vec![Subject::new(
+                Slot::Container,
+                container_name(image),
+                image.clone(),
+            )],
         })
         .collect();
     for path in &args.files {
@@ -103,7 +111,11 @@ fn manifest_units(path: &Path, default_namespace: &str) -> Result<Vec<Unit>, Che
     let mut out = Vec::new();
     for (index, doc) in docs {
         let items = match doc.get("kind").and_then(|k| k.as_str()) {
-            Some("List") => doc.get("items").and_then(|i| i.as_array()).cloned().unwrap_or_default(),
+            Some("List") => doc
+                .get("items")
+                .and_then(|i| i.as_array())
+                .cloned()
+                .unwrap_or_default(),
             _ => vec![doc],
         };
         for item in items {
@@ -112,15 +124,25 @@ fn manifest_units(path: &Path, default_namespace: &str) -> Result<Vec<Unit>, Che
                 index,
                 reason,
             };
-            let api_version = item.get("apiVersion").and_then(|v| v.as_str()).unwrap_or_default();
-            let kind = item.get("kind").and_then(|v| v.as_str()).unwrap_or_default();
+            let api_version = item
+                .get("apiVersion")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default();
+            let kind = item
+                .get("kind")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default();
             // Other objects (Services, ConfigMaps…) run no images: skipped, as the
             // webhook never sees them.
             let Some(workload) = WorkloadKind::from_api_version_kind(api_version, kind) else {
                 continue;
             };
             let meta = item.get("metadata");
-            let field = |f: &str| meta.and_then(|m| m.get(f)).and_then(|v| v.as_str()).map(str::to_string);
+            let field = |f: &str| {
+                meta.and_then(|m| m.get(f))
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+            };
             let name = field("name")
                 .or_else(|| field("generateName").map(|g| format!("{g}*")))
                 .ok_or_else(|| bad(format!("{kind} has no metadata.name")))?;
@@ -159,7 +181,11 @@ pub fn require_valid_policies(inventory: &dyn Inventory) -> Result<(), CheckErro
 }
 
 /// Judges every unit.
-pub async fn judge_all(inventory: &dyn Inventory, judge: &Judge, units: Vec<Unit>) -> Vec<UnitReport> {
+pub async fn judge_all(
+    inventory: &dyn Inventory,
+    judge: &Judge,
+    units: Vec<Unit>,
+) -> Vec<UnitReport> {
     let policies = inventory.policies();
     let mut reports = Vec::with_capacity(units.len());
     for unit in units {
@@ -185,15 +211,25 @@ fn report(unit: Unit, verdict: &Verdict) -> UnitReport {
         namespace: unit.namespace,
         kind: unit.kind,
         name: unit.name,
-        decision: if verdict.is_denied() { "denied" } else { "allowed" },
+        decision: if verdict.is_denied() {
+            "denied"
+        } else {
+            "allowed"
+        },
         violations,
         warnings: verdict.notes.clone(),
-        hints: policy::hints(verdict.violations.iter()).map(ToString::to_string).collect(),
+        hints: policy::hints(verdict.violations.iter())
+            .map(ToString::to_string)
+            .collect(),
     }
 }
 
 /// Prints the reports; returns the exit code (0 or 1).
-pub fn print(reports: &[UnitReport], format: OutputFormat, out: &mut impl std::io::Write) -> std::io::Result<i32> {
+pub fn print(
+    reports: &[UnitReport],
+    format: OutputFormat,
+    out: &mut impl std::io::Write,
+) -> std::io::Result<i32> {
     let denied = reports.iter().filter(|r| r.decision == "denied").count();
     match format {
         OutputFormat::Json => {
@@ -213,7 +249,14 @@ pub fn print(reports: &[UnitReport], format: OutputFormat, out: &mut impl std::i
         }
         OutputFormat::Text => {
             for r in reports {
-                writeln!(out, "{}: {} {}/{}", r.decision.to_uppercase(), r.namespace, r.kind, r.name)?;
+                writeln!(
+                    out,
+                    "{}: {} {}/{}",
+                    r.decision.to_uppercase(),
+                    r.namespace,
+                    r.kind,
+                    r.name
+                )?;
                 for v in &r.violations {
                     let tag = match v.mode {
                         m if m == Mode::Enforce.as_str() => "deny",
@@ -229,7 +272,13 @@ pub fn print(reports: &[UnitReport], format: OutputFormat, out: &mut impl std::i
                     writeln!(out, "  hint: {h}")?;
                 }
             }
-            writeln!(out, "{} checked: {} denied, {} allowed", reports.len(), denied, reports.len() - denied)?;
+            writeln!(
+                out,
+                "{} checked: {} denied, {} allowed",
+                reports.len(),
+                denied,
+                reports.len() - denied
+            )?;
         }
     }
     Ok(i32::from(denied > 0))
@@ -241,7 +290,10 @@ mod tests {
 
     #[test]
     fn container_names_come_from_the_image() {
-        assert_eq!(container_name("123456789012.dkr.ecr.us-east-1.amazonaws.com/payments/api:1.4"), "api");
+        assert_eq!(
+            container_name("123456789012.dkr.ecr.us-east-1.amazonaws.com/payments/api:1.4"),
+            "api"
+        );
         assert_eq!(container_name("nginx@sha256:abc"), "nginx");
         assert_eq!(container_name("localhost:5000/x/y"), "y");
         assert_eq!(container_name(""), "app");

@@ -33,7 +33,12 @@ pub struct LogArgs {
     #[arg(long, global = true, env = "ECR_GUARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// Log filter in tracing's EnvFilter syntax, e.g. `info` or `ecr_guard=debug,info`.
-    #[arg(long, global = true, env = "ECR_GUARD_LOG_LEVEL", default_value = "info")]
+    #[arg(
+        long,
+        global = true,
+        env = "ECR_GUARD_LOG_LEVEL",
+        default_value = "info"
+    )]
     pub log_level: String,
 }
 
@@ -48,13 +53,25 @@ pub enum LogFormat {
 pub struct PolicySourceArgs {
     /// YAML file of EcrEncryptionPolicy objects (one or more documents); repeatable.
     /// Without it, policies and namespaces are read from the cluster.
-    #[arg(long = "policy-file", env = "ECR_GUARD_POLICY_FILE", value_delimiter = ',')]
+    #[arg(
+        long = "policy-file",
+        env = "ECR_GUARD_POLICY_FILE",
+        value_delimiter = ','
+    )]
     pub policy_files: Vec<PathBuf>,
     /// Labels of a namespace when running from files: NS:KEY=VALUE[,KEY=VALUE…]; repeatable.
-    #[arg(long = "namespace-labels", env = "ECR_GUARD_NAMESPACE_LABELS", value_delimiter = ';')]
+    #[arg(
+        long = "namespace-labels",
+        env = "ECR_GUARD_NAMESPACE_LABELS",
+        value_delimiter = ';'
+    )]
     pub namespace_labels: Vec<String>,
     /// Namespace objects as `kubectl get ns -o yaml` prints them; repeatable.
-    #[arg(long = "namespaces-file", env = "ECR_GUARD_NAMESPACES_FILE", value_delimiter = ',')]
+    #[arg(
+        long = "namespaces-file",
+        env = "ECR_GUARD_NAMESPACES_FILE",
+        value_delimiter = ','
+    )]
     pub namespaces_files: Vec<PathBuf>,
     /// Kubeconfig file (cluster mode); default: in-cluster, else $KUBECONFIG or ~/.kube/config.
     #[arg(long, env = "ECR_GUARD_KUBECONFIG")]
@@ -107,7 +124,12 @@ pub struct ServeArgs {
     #[arg(long, env = "ECR_GUARD_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// Extra DNS name or IP for the generated self-signed certificate; repeatable.
-    #[arg(long = "tls-san", env = "ECR_GUARD_TLS_SAN", value_delimiter = ',', conflicts_with = "tls_cert")]
+    #[arg(
+        long = "tls-san",
+        env = "ECR_GUARD_TLS_SAN",
+        value_delimiter = ',',
+        conflicts_with = "tls_cert"
+    )]
     pub tls_sans: Vec<String>,
     /// Where to write the generated certificate's PEM (the CA bundle a client trusts).
     #[arg(long, env = "ECR_GUARD_WRITE_CA", conflicts_with = "tls_cert")]
@@ -137,10 +159,20 @@ pub struct CheckArgs {
     pub images: Vec<String>,
     /// YAML file of Pods and workloads (multi-document), each judged in its own
     /// namespace; `-` reads standard input; repeatable.
-    #[arg(short = 'f', long = "filename", env = "ECR_GUARD_FILENAME", value_delimiter = ',')]
+    #[arg(
+        short = 'f',
+        long = "filename",
+        env = "ECR_GUARD_FILENAME",
+        value_delimiter = ','
+    )]
     pub files: Vec<PathBuf>,
     /// Namespace for --image, and for manifests that name none.
-    #[arg(long, short = 'n', env = "ECR_GUARD_NAMESPACE", default_value = "default")]
+    #[arg(
+        long,
+        short = 'n',
+        env = "ECR_GUARD_NAMESPACE",
+        default_value = "default"
+    )]
     pub namespace: String,
     /// Output format.
     #[arg(long, short = 'o', env = "ECR_GUARD_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
@@ -162,7 +194,8 @@ pub enum OutputFormat {
 
 /// Parses durations like `30s`, `10m`, `1h30m`, `500ms`.
 fn duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{e} (expected a duration like 30s, 10m, 500ms)"))
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{e} (expected a duration like 30s, 10m, 500ms)"))
 }
 
 #[cfg(test)]
@@ -177,12 +210,24 @@ mod tests {
 
     #[test]
     fn durations_parse_like_the_design_says() {
-        let cli = Cli::try_parse_from(["ecr-guard", "serve", "--cache-ttl", "10m", "--lookup-timeout", "500ms"]).unwrap();
-        let Command::Serve(args) = cli.command else { panic!("serve") };
+        let cli = Cli::try_parse_from([
+            "ecr-guard",
+            "serve",
+            "--cache-ttl",
+            "10m",
+            "--lookup-timeout",
+            "500ms",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
         assert_eq!(args.aws.cache_ttl, Duration::from_secs(600));
         assert_eq!(args.aws.lookup_timeout, Duration::from_millis(500));
         assert_eq!(args.aws.negative_cache_ttl, Duration::from_secs(30));
-        let err = Cli::try_parse_from(["ecr-guard", "serve", "--cache-ttl", "ten"]).unwrap_err().to_string();
+        let err = Cli::try_parse_from(["ecr-guard", "serve", "--cache-ttl", "ten"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("expected a duration"), "{err}");
     }
 

@@ -24,7 +24,9 @@ pub trait Inventory: Send + Sync {
 }
 
 /// Compiles policy objects, sorted by name so verdicts are deterministic.
-pub fn compile_all<'a>(objects: impl IntoIterator<Item = &'a EcrEncryptionPolicy>) -> Arc<[Policy]> {
+pub fn compile_all<'a>(
+    objects: impl IntoIterator<Item = &'a EcrEncryptionPolicy>,
+) -> Arc<[Policy]> {
     let mut policies: Vec<Policy> = objects
         .into_iter()
         .map(|o| Policy::compile(o.metadata.name.as_deref().unwrap_or_default(), &o.spec))
@@ -46,7 +48,10 @@ pub struct StaticInventory {
 }
 
 impl StaticInventory {
-    pub fn new(policies: Arc<[Policy]>, namespaces: HashMap<String, BTreeMap<String, String>>) -> Self {
+    pub fn new(
+        policies: Arc<[Policy]>,
+        namespaces: HashMap<String, BTreeMap<String, String>>,
+    ) -> Self {
         Self {
             policies,
             namespaces,

@@ -18,14 +18,28 @@ pub enum LocalError {
     },
     #[error("failed to parse {path} as YAML: {reason}")]
     ParseYaml { path: PathBuf, reason: String },
-    #[error("{path}: document {index} is {kind:?}, expected an EcrEncryptionPolicy (apiVersion ecrguard.io/v1alpha1)")]
-    NotAPolicy { path: PathBuf, index: usize, kind: String },
+    #[error(
+        "{path}: document {index} is {kind:?}, expected an EcrEncryptionPolicy (apiVersion ecrguard.io/v1alpha1)"
+    )]
+    NotAPolicy {
+        path: PathBuf,
+        index: usize,
+        kind: String,
+    },
     #[error("{path}: document {index} (EcrEncryptionPolicy) is malformed: {reason}")]
-    MalformedPolicy { path: PathBuf, index: usize, reason: String },
+    MalformedPolicy {
+        path: PathBuf,
+        index: usize,
+        reason: String,
+    },
     #[error("{path}: document {index} has no metadata.name")]
     UnnamedPolicy { path: PathBuf, index: usize },
     #[error("policy {name:?} is defined twice ({first} and {second})")]
-    DuplicatePolicy { name: String, first: PathBuf, second: PathBuf },
+    DuplicatePolicy {
+        name: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
     #[error("invalid --namespace-labels {value:?}: {reason} (expected NS:KEY=VALUE[,KEY=VALUE…])")]
     NamespaceLabels { value: String, reason: String },
     #[error("{path}: {reason}")]
@@ -43,7 +57,10 @@ pub fn read_documents(path: &Path) -> Result<Vec<(usize, serde_json::Value)>, Lo
 }
 
 /// Parses YAML text (one or more documents) read from `path` (for messages).
-pub fn parse_documents(text: &str, path: &Path) -> Result<Vec<(usize, serde_json::Value)>, LocalError> {
+pub fn parse_documents(
+    text: &str,
+    path: &Path,
+) -> Result<Vec<(usize, serde_json::Value)>, LocalError> {
     let docs: Vec<serde_json::Value> =
         serde_saphyr::from_multiple(text).map_err(|e| LocalError::ParseYaml {
             path: path.to_path_buf(),
@@ -63,13 +80,20 @@ pub fn load_policies(paths: &[PathBuf]) -> Result<Vec<EcrEncryptionPolicy>, Loca
     for path in paths {
         for (index, doc) in read_documents(path)? {
             let items = match doc.get("kind").and_then(|k| k.as_str()) {
-                Some(k) if k.ends_with("List") => doc.get("items").and_then(|i| i.as_array()).cloned().unwrap_or_default(),
+                Some(k) if k.ends_with("List") => doc
+                    .get("items")
+                    .and_then(|i| i.as_array())
+                    .cloned()
+                    .unwrap_or_default(),
                 _ => vec![doc],
             };
             for item in items {
                 let policy = parse_policy(path, index, item)?;
                 let name = policy.metadata.name.clone().unwrap_or_default();
-                if let Some((_, first)) = policies.iter().find(|(p, _)| p.metadata.name.as_deref() == Some(&name)) {
+                if let Some((_, first)) = policies
+                    .iter()
+                    .find(|(p, _)| p.metadata.name.as_deref() == Some(&name))
+                {
                     return Err(LocalError::DuplicatePolicy {
                         name,
                         first: first.clone(),
@@ -83,8 +107,15 @@ pub fn load_policies(paths: &[PathBuf]) -> Result<Vec<EcrEncryptionPolicy>, Loca
     Ok(policies.into_iter().map(|(p, _)| p).collect())
 }
 
-fn parse_policy(path: &Path, index: usize, doc: serde_json::Value) -> Result<EcrEncryptionPolicy, LocalError> {
-    let api_version = doc.get("apiVersion").and_then(|v| v.as_str()).unwrap_or_default();
+fn parse_policy(
+    path: &Path,
+    index: usize,
+    doc: serde_json::Value,
+) -> Result<EcrEncryptionPolicy, LocalError> {
+    let api_version = doc
+        .get("apiVersion")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
     let kind = doc.get("kind").and_then(|v| v.as_str()).unwrap_or_default();
     if kind != "EcrEncryptionPolicy" || api_version != "ecrguard.io/v1alpha1" {
         return Err(LocalError::NotAPolicy {
@@ -93,12 +124,19 @@ fn parse_policy(path: &Path, index: usize, doc: serde_json::Value) -> Result<Ecr
             kind: format!("{api_version} {kind}").trim().to_string(),
         });
     }
-    let policy: EcrEncryptionPolicy = serde_json::from_value(doc).map_err(|e| LocalError::MalformedPolicy {
-        path: path.to_path_buf(),
-        index,
-        reason: e.to_string(),
-    })?;
-    if policy.metadata.name.as_deref().unwrap_or_default().is_empty() {
+    let policy: EcrEncryptionPolicy =
+        serde_json::from_value(doc).map_err(|e| LocalError::MalformedPolicy {
+            path: path.to_path_buf(),
+            index,
+            reason: e.to_string(),
+        })?;
+    if policy
+        .metadata
+        .name
+        .as_deref()
+        .unwrap_or_default()
+        .is_empty()
+    {
         return Err(LocalError::UnnamedPolicy {
             path: path.to_path_buf(),
             index,
@@ -108,18 +146,24 @@ fn parse_policy(path: &Path, index: usize, doc: serde_json::Value) -> Result<Ecr
 }
 
 /// Parses `NS:KEY=VALUE[,KEY=VALUE…]` (`NS:` alone gives a namespace with no labels).
-pub fn parse_namespace_labels(value: &str) -> Result<(String, BTreeMap<String, String>), LocalError> {
+pub fn parse_namespace_labels(
+    value: &str,
+) -> Result<(String, BTreeMap<String, String>), LocalError> {
     let err = |reason: &str| LocalError::NamespaceLabels {
         value: value.to_string(),
         reason: reason.to_string(),
     };
-    let (ns, rest) = value.split_once(':').ok_or_else(|| err("missing ':' after the namespace"))?;
+    let (ns, rest) = value
+        .split_once(':')
+        .ok_or_else(|| err("missing ':' after the namespace"))?;
     if ns.is_empty() {
         return Err(err("empty namespace"));
     }
     let mut labels = BTreeMap::new();
     for pair in rest.split(',').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').ok_or_else(|| err("a label is missing '='"))?;
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| err("a label is missing '='"))?;
         if k.is_empty() {
             return Err(err("empty label key"));
         }
@@ -146,13 +190,16 @@ struct MetaView {
 
 /// Reads Namespace objects as `kubectl get ns -o yaml` prints them (a `List`, or
 /// one or more Namespace documents).
-pub fn load_namespaces(path: &Path) -> Result<HashMap<String, BTreeMap<String, String>>, LocalError> {
+pub fn load_namespaces(
+    path: &Path,
+) -> Result<HashMap<String, BTreeMap<String, String>>, LocalError> {
     let mut out = HashMap::new();
     for (index, doc) in read_documents(path)? {
-        let view: NamespaceView = serde_json::from_value(doc).map_err(|e| LocalError::NamespacesFile {
-            path: path.to_path_buf(),
-            reason: format!("document {index}: {e}"),
-        })?;
+        let view: NamespaceView =
+            serde_json::from_value(doc).map_err(|e| LocalError::NamespacesFile {
+                path: path.to_path_buf(),
+                reason: format!("document {index}: {e}"),
+            })?;
         let items = if view.kind.as_deref().is_some_and(|k| k.ends_with("List")) {
             view.items
         } else {
@@ -162,7 +209,10 @@ pub fn load_namespaces(path: &Path) -> Result<HashMap<String, BTreeMap<String, S
             if ns.kind.as_deref().is_some_and(|k| k != "Namespace") {
                 return Err(LocalError::NamespacesFile {
                     path: path.to_path_buf(),
-                    reason: format!("document {index} is a {:?}, expected Namespace", ns.kind.unwrap_or_default()),
+                    reason: format!(
+                        "document {index} is a {:?}, expected Namespace",
+                        ns.kind.unwrap_or_default()
+                    ),
                 });
             }
             let name = ns.metadata.name.ok_or_else(|| LocalError::NamespacesFile {
@@ -188,7 +238,10 @@ pub fn inventory(
     }
     for value in namespace_labels {
         let (ns, labels) = parse_namespace_labels(value)?;
-        namespaces.entry(ns).or_insert_with(BTreeMap::new).extend(labels);
+        namespaces
+            .entry(ns)
+            .or_insert_with(BTreeMap::new)
+            .extend(labels);
     }
     Ok(StaticInventory::new(compile_all(&policies), namespaces))
 }
@@ -206,9 +259,13 @@ mod tests {
 
     #[test]
     fn namespace_labels_flag_parses() {
-        let (ns, labels) = parse_namespace_labels("payments:compliance=regulated,env=prod").unwrap();
+        let (ns, labels) =
+            parse_namespace_labels("payments:compliance=regulated,env=prod").unwrap();
         assert_eq!(ns, "payments");
-        assert_eq!(labels.get("compliance").map(String::as_str), Some("regulated"));
+        assert_eq!(
+            labels.get("compliance").map(String::as_str),
+            Some("regulated")
+        );
         assert_eq!(labels.len(), 2);
         assert!(parse_namespace_labels("dev:").unwrap().1.is_empty());
     }
@@ -243,14 +300,20 @@ mod tests {
     #[test]
     fn a_non_policy_document_is_an_error_naming_it() {
         let f = file("apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n");
-        let err = load_policies(&[f.path().to_path_buf()]).unwrap_err().to_string();
+        let err = load_policies(&[f.path().to_path_buf()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("document 1 is \"v1 Pod\""), "{err}");
     }
 
     #[test]
     fn an_unknown_mode_is_an_error_naming_the_value() {
-        let f = file("apiVersion: ecrguard.io/v1alpha1\nkind: EcrEncryptionPolicy\nmetadata: {name: a}\nspec: {mode: Enforced}\n");
-        let err = load_policies(&[f.path().to_path_buf()]).unwrap_err().to_string();
+        let f = file(
+            "apiVersion: ecrguard.io/v1alpha1\nkind: EcrEncryptionPolicy\nmetadata: {name: a}\nspec: {mode: Enforced}\n",
+        );
+        let err = load_policies(&[f.path().to_path_buf()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("Enforced"), "{err}");
     }
 
@@ -265,7 +328,12 @@ mod tests {
     #[test]
     fn broken_yaml_is_an_error_naming_the_file() {
         let f = file("a: [unclosed\n");
-        let err = load_policies(&[f.path().to_path_buf()]).unwrap_err().to_string();
-        assert!(err.contains("failed to parse") && err.contains(&f.path().display().to_string()), "{err}");
+        let err = load_policies(&[f.path().to_path_buf()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("failed to parse") && err.contains(&f.path().display().to_string()),
+            "{err}"
+        );
     }
 }

@@ -41,7 +41,10 @@ impl Default for AdmissionMetrics {
             duration: Family::new_with_constructor(|| {
                 // 1 ms … ~8 s: warm reviews take well under a millisecond, cold ones
                 // an AWS round trip, and the budget tops out at the webhook timeout.
-                Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+                Histogram::new([
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0,
+                ])
             }),
             violations: Family::default(),
         }

@@ -24,10 +24,15 @@ const AWS_RETRY: Duration = Duration::from_secs(5);
 
 pub fn init_tracing(log: &LogArgs) {
     let filter = tracing_subscriber::EnvFilter::try_new(&log.log_level).unwrap_or_else(|e| {
-        eprintln!("ecr-guard: invalid --log-level {:?} ({e}); using info", log.log_level);
+        eprintln!(
+            "ecr-guard: invalid --log-level {:?} ({e}); using info",
+            log.log_level
+        );
         tracing_subscriber::EnvFilter::new("info")
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match log.log_format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
@@ -52,7 +57,11 @@ fn inventory(policies: &PolicySourceArgs) -> anyhow::Result<Arc<dyn Inventory>> 
              pass --policy-file (and --namespace-labels or --namespaces-file)"
         );
     }
-    let inv = crate::local::inventory(&policies.policy_files, &policies.namespaces_files, &policies.namespace_labels)?;
+    let inv = crate::local::inventory(
+        &policies.policy_files,
+        &policies.namespaces_files,
+        &policies.namespace_labels,
+    )?;
     Ok(Arc::new(inv))
 }
 
@@ -89,7 +98,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let bound = Bound::bind(&config).await?;
     let readiness = Readiness::new(inventory.clone());
-    let facts = Arc::new(LazyRegistry::new(registry_config(&args.aws), registry_metrics));
+    let facts = Arc::new(LazyRegistry::new(
+        registry_config(&args.aws),
+        registry_metrics,
+    ));
     {
         // Credentials are resolved before /readyz says ready, so the first review
         // pays no credential exchange; until then the admin port already answers.
@@ -110,7 +122,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         });
     }
-    let options = Options { dry_run: args.dry_run };
+    let options = Options {
+        dry_run: args.dry_run,
+    };
     if args.dry_run {
         info!("--dry-run: Enforce policies report violations but deny nothing");
     }
@@ -142,11 +156,21 @@ async fn check_inner(args: CheckArgs) -> anyhow::Result<i32> {
     let units = check::units(&args)?;
     let inventory = inventory(&args.policies)?;
     check::require_valid_policies(inventory.as_ref())?;
-    let facts = Arc::new(LazyRegistry::new(registry_config(&args.aws), RegistryMetrics::default()));
-    let judge = Judge::new(facts, Options { dry_run: args.dry_run }, args.aws.lookup_timeout);
+    let facts = Arc::new(LazyRegistry::new(
+        registry_config(&args.aws),
+        RegistryMetrics::default(),
+    ));
+    let judge = Judge::new(
+        facts,
+        Options {
+            dry_run: args.dry_run,
+        },
+        args.aws.lookup_timeout,
+    );
     let reports = check::judge_all(inventory.as_ref(), &judge, units).await;
     let mut out = std::io::stdout().lock();
-    let code = check::print(&reports, args.output, &mut out).context("failed to write the report")?;
+    let code =
+        check::print(&reports, args.output, &mut out).context("failed to write the report")?;
     out.flush().context("failed to write the report")?;
     Ok(code)
 }
@@ -187,14 +211,18 @@ impl FactSource for LazyRegistry {
         &self,
         repositories: std::collections::BTreeSet<crate::image::EcrRepository>,
         deadline: tokio::time::Instant,
-    ) -> futures::future::BoxFuture<'_, std::collections::HashMap<crate::image::EcrRepository, crate::registry::facts::Lookup>>
-    {
+    ) -> futures::future::BoxFuture<
+        '_,
+        std::collections::HashMap<crate::image::EcrRepository, crate::registry::facts::Lookup>,
+    > {
         Box::pin(async move {
             match self.get().await {
                 Ok(registry) => registry.lookup_all(repositories, deadline).await,
                 Err(e) => {
                     let reason = format!("AWS is not configured: {e}");
-                    NoFacts::failing(&reason).lookup_all(repositories, deadline).await
+                    NoFacts::failing(&reason)
+                        .lookup_all(repositories, deadline)
+                        .await
                 }
             }
         })

@@ -53,10 +53,17 @@ pub enum ServerError {
 #[derive(Clone, Debug)]
 pub enum TlsSource {
     /// PEM files, re-read every `reload_interval`.
-    Files { cert: PathBuf, key: PathBuf, reload_interval: Duration },
+    Files {
+        cert: PathBuf,
+        key: PathBuf,
+        reload_interval: Duration,
+    },
     /// A generated CA + certificate for localhost, 127.0.0.1 and `names`; the CA PEM
     /// written to `write_ca` when given.
-    SelfSigned { names: Vec<String>, write_ca: Option<PathBuf> },
+    SelfSigned {
+        names: Vec<String>,
+        write_ca: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -117,7 +124,11 @@ pub fn admin_router(readiness: Arc<Readiness>, metrics: Arc<MetricsRegistry>) ->
 async fn readyz(State(s): State<AdminState>) -> Response {
     match s.readiness.missing() {
         None => (StatusCode::OK, "ready\n").into_response(),
-        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")).into_response(),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        )
+            .into_response(),
     }
 }
 
@@ -128,7 +139,10 @@ async fn metrics_text(State(s): State<AdminState>) -> Response {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         body,
     )
         .into_response()
@@ -172,7 +186,14 @@ impl Bound {
                 (key, Some(ca))
             }
         };
-        if let (TlsSource::SelfSigned { write_ca: Some(path), .. }, Some(pem)) = (&config.tls, &ca_pem) {
+        if let (
+            TlsSource::SelfSigned {
+                write_ca: Some(path),
+                ..
+            },
+            Some(pem),
+        ) = (&config.tls, &ca_pem)
+        {
             tls::write_ca(path, pem)?;
             info!(path = %path.display(), "wrote the self-signed CA certificate");
         }
@@ -204,9 +225,16 @@ impl Bound {
     /// reviews finish (up to a bound) and returns.
     pub async fn run(self, webhook: Router, admin: Router, shutdown: impl Future<Output = ()>) {
         let reload = match self.tls {
-            TlsSource::Files { cert, key, reload_interval } => {
-                Some(tokio::spawn(tls::reload_loop(self.resolver.clone(), cert, key, reload_interval)))
-            }
+            TlsSource::Files {
+                cert,
+                key,
+                reload_interval,
+            } => Some(tokio::spawn(tls::reload_loop(
+                self.resolver.clone(),
+                cert,
+                key,
+                reload_interval,
+            ))),
             TlsSource::SelfSigned { .. } => None,
         };
         let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -250,18 +278,21 @@ impl Bound {
             let builder = builder.clone();
             let watcher = graceful.watcher();
             tokio::spawn(async move {
-                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
-                let conn = builder.serve_connection(TokioIo::new(tls), service).into_owned();
+                let tls =
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                let conn = builder
+                    .serve_connection(TokioIo::new(tls), service)
+                    .into_owned();
                 if let Err(e) = watcher.watch(conn).await {
                     debug!(%peer, error = %e, "connection ended with an error");
                 }
@@ -270,7 +301,10 @@ impl Bound {
 
         info!("shutting down: draining in-flight reviews");
         drop(self.webhook);
-        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+            .await
+            .is_err()
+        {
             warn!("gave up waiting for in-flight reviews");
         }
         let _ = stop_admin.send(());

@@ -27,7 +27,11 @@ pub enum TlsError {
     #[error("failed to read the PEM private key in {path}: {reason}")]
     Key { path: PathBuf, reason: String },
     #[error("certificate {cert} and key {key} do not belong together: {reason}")]
-    Mismatch { cert: PathBuf, key: PathBuf, reason: String },
+    Mismatch {
+        cert: PathBuf,
+        key: PathBuf,
+        reason: String,
+    },
     #[error("failed to generate a self-signed certificate: {0}")]
     Generate(String),
     #[error("failed to write the CA certificate to {path}")]
@@ -79,23 +83,31 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
 }
 
 /// Builds a certified key from PEM bytes, checking the key matches the certificate.
-pub fn certified_key(cert_pem: &[u8], key_pem: &[u8], cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
+pub fn certified_key(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    cert: &Path,
+    key: &Path,
+) -> Result<CertifiedKey, TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .filter_map(Result::ok)
         .collect();
     if chain.is_empty() {
-        return Err(TlsError::NoCertificate { path: cert.to_path_buf() });
+        return Err(TlsError::NoCertificate {
+            path: cert.to_path_buf(),
+        });
     }
     let private = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::Key {
         path: key.to_path_buf(),
         reason: e.to_string(),
     })?;
     let provider = rustls::crypto::ring::default_provider();
-    let certified = CertifiedKey::from_der(chain, private, &provider).map_err(|e| TlsError::Mismatch {
-        cert: cert.to_path_buf(),
-        key: key.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+    let certified =
+        CertifiedKey::from_der(chain, private, &provider).map_err(|e| TlsError::Mismatch {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            reason: e.to_string(),
+        })?;
     Ok(certified)
 }
 
@@ -107,12 +119,16 @@ pub fn load_files(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
 /// A fresh CA and a serving certificate it signed, for `localhost`, `127.0.0.1`
 /// and `extra_names`. Returns the key and the CA's PEM (what a client trusts).
 pub fn self_signed(extra_names: &[String]) -> Result<(CertifiedKey, String), TlsError> {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
     let gen_err = |e: rcgen::Error| TlsError::Generate(e.to_string());
     let ca_key = KeyPair::generate().map_err(gen_err)?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(gen_err)?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "ecr-guard self-signed CA");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "ecr-guard self-signed CA");
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca_cert = ca_params.self_signed(&ca_key).map_err(gen_err)?;
     let issuer = Issuer::new(ca_params, ca_key);
@@ -121,7 +137,9 @@ pub fn self_signed(extra_names: &[String]) -> Result<(CertifiedKey, String), Tls
     names.extend(extra_names.iter().cloned());
     let leaf_key = KeyPair::generate().map_err(gen_err)?;
     let mut leaf_params = CertificateParams::new(names).map_err(gen_err)?;
-    leaf_params.distinguished_name.push(DnType::CommonName, "ecr-guard");
+    leaf_params
+        .distinguished_name
+        .push(DnType::CommonName, "ecr-guard");
     let leaf = leaf_params.signed_by(&leaf_key, &issuer).map_err(gen_err)?;
 
     let chain_pem = format!("{}{}", leaf.pem(), ca_cert.pem());
@@ -136,7 +154,10 @@ pub fn self_signed(extra_names: &[String]) -> Result<(CertifiedKey, String), Tls
 
 /// The rustls server configuration: TLS 1.3 and 1.2 only, h2 and http/1.1,
 /// optional client certificates chained to `client_ca`.
-pub fn server_config(resolver: Arc<Resolver>, client_ca: Option<&Path>) -> Result<ServerConfig, TlsError> {
+pub fn server_config(
+    resolver: Arc<Resolver>,
+    client_ca: Option<&Path>,
+) -> Result<ServerConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
@@ -184,9 +205,13 @@ pub async fn reload_loop(resolver: Arc<Resolver>, cert: PathBuf, key: PathBuf, i
                     resolver.replace(new);
                     info!(cert = %cert.display(), "reloaded the TLS certificate");
                 }
-                Err(e) => error!(error = %e, "new TLS certificate rejected; still serving the previous one"),
+                Err(e) => {
+                    error!(error = %e, "new TLS certificate rejected; still serving the previous one")
+                }
             },
-            _ => error!(cert = %cert.display(), key = %key.display(), "TLS files unreadable; still serving the previous certificate"),
+            _ => {
+                error!(cert = %cert.display(), key = %key.display(), "TLS files unreadable; still serving the previous certificate")
+            }
         }
         // Remember what was seen, good or bad, so a broken pair is logged once.
         last = now;
@@ -217,7 +242,8 @@ mod tests {
     fn mismatched_or_garbage_files_are_clear_errors() {
         let (a, _) = self_signed(&[]).unwrap();
         let _ = a;
-        let err = certified_key(b"not pem", b"nope", Path::new("c.pem"), Path::new("k.pem")).unwrap_err();
+        let err =
+            certified_key(b"not pem", b"nope", Path::new("c.pem"), Path::new("k.pem")).unwrap_err();
         assert_eq!(err.to_string(), "c.pem holds no PEM certificate");
     }
 }

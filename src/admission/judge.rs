@@ -89,3 +89,17 @@ impl Judge {
         policy::evaluate(&applicable, subjects, &facts, self.options)
     }
 }
+
+impl FactSource for crate::registry::Registry {
+    fn lookup_all(
+        &self,
+        repositories: BTreeSet<EcrRepository>,
+        deadline: Instant,
+    ) -> BoxFuture<'_, HashMap<EcrRepository, Lookup>> {
+        Box::pin(crate::registry::Registry::lookup_all(
+            self,
+            repositories,
+            deadline,
+        ))
+    }
+}

@@ -5,4 +5,7 @@ mod review;
 pub mod workload;
 
 pub use judge::{FactSource, Judge, NoFacts};
-pub use review::{Admission, AdmissionOutcome, BadReview, DRY_RUN_ANNOTATION, RequestContext, ViolationSink, decode};
+pub use review::{
+    Admission, AdmissionOutcome, BadReview, DRY_RUN_ANNOTATION, RequestContext, ViolationSink,
+    decode,
+};

@@ -162,11 +162,15 @@ impl Admission {
     }
 
     /// The images this request asks us to judge; `None` when it is none of our business.
-    fn subjects(&self, request: &AdmissionRequest<DynamicObject>) -> Result<Option<Vec<Subject>>, String> {
+    fn subjects(
+        &self,
+        request: &AdmissionRequest<DynamicObject>,
+    ) -> Result<Option<Vec<Subject>>, String> {
         if !matches!(request.operation, Operation::Create | Operation::Update) {
             return Ok(None);
         }
-        let Some(kind) = WorkloadKind::from_group_kind(&request.kind.group, &request.kind.kind) else {
+        let Some(kind) = WorkloadKind::from_group_kind(&request.kind.group, &request.kind.kind)
+        else {
             return Ok(None);
         };
         // pods/ephemeralcontainers carries the whole Pod; other subresources
@@ -191,7 +195,11 @@ impl Admission {
         }
     }
 
-    fn respond(&self, request: &AdmissionRequest<DynamicObject>, verdict: &Verdict) -> AdmissionResponse {
+    fn respond(
+        &self,
+        request: &AdmissionRequest<DynamicObject>,
+        verdict: &Verdict,
+    ) -> AdmissionResponse {
         let mut response = AdmissionResponse::from(request);
         if let Some(message) = verdict.denial_message() {
             response = deny(response, message, 403, "Forbidden");
@@ -200,10 +208,15 @@ impl Admission {
         if !warnings.is_empty() {
             response.warnings = Some(warnings);
         }
-        let dry_run: Vec<String> = verdict.in_mode(Mode::DryRun).map(Violation::message).collect();
+        let dry_run: Vec<String> = verdict
+            .in_mode(Mode::DryRun)
+            .map(Violation::message)
+            .collect();
         if !dry_run.is_empty() {
             let value = serde_json::to_string(&dry_run).unwrap_or_default();
-            response.audit_annotations.insert(DRY_RUN_ANNOTATION.to_string(), value);
+            response
+                .audit_annotations
+                .insert(DRY_RUN_ANNOTATION.to_string(), value);
         }
         response
     }
@@ -244,7 +257,12 @@ impl Admission {
     }
 }
 
-fn deny(response: AdmissionResponse, message: String, code: u16, reason: &str) -> AdmissionResponse {
+fn deny(
+    response: AdmissionResponse,
+    message: String,
+    code: u16,
+    reason: &str,
+) -> AdmissionResponse {
     let mut response = response.deny(&message);
     response.result = Status::failure(&message, reason).with_code(code);
     response
@@ -276,7 +294,10 @@ pub fn decode(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, BadReview>
         }
     })?;
     if review.types.kind != "AdmissionReview" {
-        return Err(BadReview::NotAReview(format!("kind is {:?}", review.types.kind)));
+        return Err(BadReview::NotAReview(format!(
+            "kind is {:?}",
+            review.types.kind
+        )));
     }
     if review.types.api_version != API_VERSION {
         return Err(BadReview::WrongVersion(review.types.api_version));

@@ -150,7 +150,11 @@ fn from_view(view: PodSpecView) -> Vec<Subject> {
         .collect();
     out.extend(view.volumes.into_iter().filter_map(|v| {
         let image = v.image?;
-        Some(Subject::new(Slot::ImageVolume, v.name, image.reference.unwrap_or_default()))
+        Some(Subject::new(
+            Slot::ImageVolume,
+            v.name,
+            image.reference.unwrap_or_default(),
+        ))
     }));
     out
 }
@@ -227,7 +231,10 @@ mod tests {
     #[case(WorkloadKind::Job, json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x"}]}}}}))]
     #[case(WorkloadKind::CronJob, json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x"}]}}}}}}))]
     fn finds_the_pod_template_of_workloads(#[case] kind: WorkloadKind, #[case] object: Value) {
-        assert_eq!(names(&subjects(kind, &object).unwrap()), vec![(Slot::Container, "a", "x")]);
+        assert_eq!(
+            names(&subjects(kind, &object).unwrap()),
+            vec![(Slot::Container, "a", "x")]
+        );
     }
 
     #[test]
@@ -248,13 +255,19 @@ mod tests {
     fn wrong_types_are_a_clear_error() {
         let pod = json!({"spec": {"containers": "nginx"}});
         let err = subjects(WorkloadKind::Pod, &pod).unwrap_err();
-        assert!(matches!(err, WorkloadError::ReadPodSpec { kind: "Pod", .. }), "{err}");
+        assert!(
+            matches!(err, WorkloadError::ReadPodSpec { kind: "Pod", .. }),
+            "{err}"
+        );
     }
 
     #[test]
     fn a_workload_without_template_is_a_clear_error() {
         let err = subjects(WorkloadKind::Deployment, &json!({"spec": {}})).unwrap_err();
-        assert_eq!(err.to_string(), "Deployment has no pod spec at .spec.template.spec");
+        assert_eq!(
+            err.to_string(),
+            "Deployment has no pod spec at .spec.template.spec"
+        );
     }
 
     #[test]
@@ -270,7 +283,10 @@ mod tests {
         ];
         assert_eq!(
             names(&changed(new, &old)),
-            vec![(Slot::Container, "side", "envoy:2"), (Slot::EphemeralContainer, "debug", "alpine")]
+            vec![
+                (Slot::Container, "side", "envoy:2"),
+                (Slot::EphemeralContainer, "debug", "alpine")
+            ]
         );
     }
 }

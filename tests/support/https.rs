@@ -22,8 +22,12 @@ pub struct Response {
 
 impl Response {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("response is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "response is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
     }
 }
 
@@ -48,15 +52,32 @@ pub async fn connect(
 ) -> Result<(http1::SendRequest<Full<Bytes>>, CertificateDer<'static>), String> {
     let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let name = ServerName::try_from("localhost").unwrap();
-    let tls = connector(ca_pem).connect(name, tcp).await.map_err(|e| e.to_string())?;
-    let leaf = tls.get_ref().1.peer_certificates().expect("server certificate")[0].clone().into_owned();
-    let (sender, conn) = http1::handshake(TokioIo::new(tls)).await.map_err(|e| e.to_string())?;
+    let tls = connector(ca_pem)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let leaf = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .expect("server certificate")[0]
+        .clone()
+        .into_owned();
+    let (sender, conn) = http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
     Ok((sender, leaf))
 }
 
 /// Sends one request on a new connection.
-pub async fn request(addr: SocketAddr, ca_pem: &str, method: &str, path: &str, body: Vec<u8>) -> Result<Response, String> {
+pub async fn request(
+    addr: SocketAddr,
+    ca_pem: &str,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<Response, String> {
     let (mut sender, _) = connect(addr, ca_pem).await?;
     send(&mut sender, method, path, body).await
 }
@@ -76,12 +97,23 @@ pub async fn send(
         .unwrap();
     let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
     Ok(Response { status, body })
 }
 
 pub async fn post_review(addr: SocketAddr, ca_pem: &str, review: &serde_json::Value) -> Response {
-    request(addr, ca_pem, "POST", "/validate?timeout=10s", serde_json::to_vec(review).unwrap())
-        .await
-        .expect("HTTPS request")
+    request(
+        addr,
+        ca_pem,
+        "POST",
+        "/validate?timeout=10s",
+        serde_json::to_vec(review).unwrap(),
+    )
+    .await
+    .expect("HTTPS request")
 }

@@ -3,8 +3,10 @@
 //! them. Each test binary uses a subset, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod https;
 pub mod moto;
 pub mod proxy;
+pub mod webhook;
 
 use ecr_guard::registry::{Registry, RegistryConfig, RegistryMetrics};
 use prometheus_client::encoding::text::encode;

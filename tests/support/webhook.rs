@@ -61,8 +61,10 @@ impl Webhook {
         let dir = tempfile::tempdir().unwrap();
         let policy_file = dir.path().join("policies.yaml");
         std::fs::write(&policy_file, &settings.policies).unwrap();
-        let inventory: Arc<dyn ecr_guard::inventory::Inventory> =
-            Arc::new(ecr_guard::local::inventory(&[policy_file], &[], &settings.namespaces).expect("test policies load"));
+        let inventory: Arc<dyn ecr_guard::inventory::Inventory> = Arc::new(
+            ecr_guard::local::inventory(&[policy_file], &[], &settings.namespaces)
+                .expect("test policies load"),
+        );
 
         let mut prometheus = prometheus_client::registry::Registry::default();
         let admission_metrics = AdmissionMetrics::default();
@@ -93,7 +95,13 @@ impl Webhook {
 
         let readiness = Readiness::new(inventory.clone());
         readiness.set_aws_ready();
-        let judge = Judge::new(Arc::new(registry), Options { dry_run: settings.dry_run }, settings.lookup_timeout);
+        let judge = Judge::new(
+            Arc::new(registry),
+            Options {
+                dry_run: settings.dry_run,
+            },
+            settings.lookup_timeout,
+        );
         let mut admission = Admission::new(inventory, judge, admission_metrics);
         if let Some(sink) = settings.sink {
             admission = admission.with_sink(sink);
@@ -128,13 +136,18 @@ impl Webhook {
     pub async fn admin_get(&self, path: &str) -> (u16, String) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(self.admin).await.unwrap();
-        s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
         let mut raw = String::new();
         s.read_to_string(&mut raw).await.unwrap();
         let status = raw.split_whitespace().nth(1).unwrap().parse().unwrap();
-        let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        let body = raw
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
         (status, body)
     }
 }
