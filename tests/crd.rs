@@ -111,10 +111,10 @@ fn check_structural(node: &Value, path: &str, problems: &mut Vec<String>) {
             }
         }
     }
-    if let Some(default) = obj.get("default") {
-        if let Err(why) = valid_value(default, node) {
-            problems.push(format!("{path}: default {default} is invalid: {why}"));
-        }
+    if let Some(default) = obj.get("default")
+        && let Err(why) = valid_value(default, node)
+    {
+        problems.push(format!("{path}: default {default} is invalid: {why}"));
     }
     if let Some(props) = obj.get("properties").and_then(Value::as_object) {
         for (name, child) in props {
@@ -143,10 +143,10 @@ fn valid_value(value: &Value, schema: &Value) -> Result<(), String> {
     if !ok {
         return Err(format!("not a {ty}"));
     }
-    if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
-        if !allowed.contains(value) {
-            return Err(format!("not one of {allowed:?}"));
-        }
+    if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
+        && !allowed.contains(value)
+    {
+        return Err(format!("not one of {allowed:?}"));
     }
     match (value, schema.get("items")) {
         (Value::Array(items), Some(item_schema)) => {
