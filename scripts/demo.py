@@ -61,6 +61,7 @@ def seed(endpoint):
     kms.enable_key_rotation(KeyId=rotating["KeyId"])
     static = kms.create_key(Description="shop CMK without rotation")["KeyMetadata"]
     disabled = kms.create_key(Description="legacy CMK, disabled")["KeyMetadata"]
+    kms.enable_key_rotation(KeyId=disabled["KeyId"])
     kms.disable_key(KeyId=disabled["KeyId"])  # moto needs the key id here, not the ARN
 
     def repo(name, **enc):
@@ -197,7 +198,7 @@ def main():
         ]
         print()
         print(f"{'NAMESPACE':<10} {'OBJECT':<20} {'DECISION':<9} WHY")
-        print("-" * 100)
+        print("-" * 142)
         for ns, what, body in cases:
             r = send(url, ctx, body)
             assert r["uid"] == body["request"]["uid"], "uid must be echoed"
@@ -212,7 +213,7 @@ def main():
                 decision, detail = "ALLOWED", ["no policy violated"]
             first = True
             for line in detail:
-                for part in textwrap.wrap(line, 58, subsequent_indent="  ") or [""]:
+                for part in textwrap.wrap(line, 100, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False) or [""]:
                     print(f"{ns if first else '':<10} {what if first else '':<20} {decision if first else '':<9} {part}")
                     first = False
             print()

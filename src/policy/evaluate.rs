@@ -194,7 +194,7 @@ fn judge(
             push(
                 Reason::NonEcrImage,
                 Finding {
-                    problem: "is not from a private ECR registry".to_string(),
+                    problem: "the image is not from a private ECR registry".to_string(),
                     requirement: format!(
                         "policy {} allows only images from private ECR repositories",
                         policy.name

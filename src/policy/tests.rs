@@ -280,6 +280,11 @@ fn warnings_stay_within_120_characters_and_name_the_container() {
         assert!(w.chars().count() <= 120, "{w}");
         assert!(w.starts_with("container \"app\""), "{w}");
     }
+    assert!(
+        warnings[0].contains(" key/3333cccc-"),
+        "key ARNs shortened: {}",
+        warnings[0]
+    );
 }
 
 #[test]

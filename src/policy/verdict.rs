@@ -79,7 +79,8 @@ impl Violation {
         }
     }
 
-    /// A line for a kubectl warning: without the image, cut to ~120 characters.
+    /// A line for a kubectl warning: without the image, key ARNs shortened to
+    /// `key/ID`, cut to ~120 characters. The full text is in the log line.
     pub fn warning(&self) -> String {
         let text = match &self.subject {
             Some((_, short)) => format!(
@@ -88,8 +89,31 @@ impl Violation {
             ),
             None => format!("{}; {}", self.finding.problem, self.finding.requirement),
         };
-        truncate(text, WARNING_WIDTH)
+        truncate(shorten_key_arns(&text), WARNING_WIDTH)
     }
+}
+
+/// `arn:aws:kms:us-east-1:123456789012:key/1a2b3c4d-…` → `1a2b3c4d…`: enough to
+/// recognise the key in a 120-character warning; the full ARN is in the log line.
+fn shorten_key_arns(text: &str) -> String {
+    text.split(' ')
+        .map(|word| match word.find(":key/") {
+            Some(i) if word.starts_with("arn:") => {
+                let rest = &word[i + 5..];
+                // Keep punctuation after the id (`…key/ID,` or `…key/ID;`).
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                    .unwrap_or(rest.len());
+                let (id, tail) = rest.split_at(end);
+                match id.char_indices().nth(8) {
+                    Some((cut, _)) => format!("{}…{tail}", &id[..cut]),
+                    None => rest.to_string(),
+                }
+            }
+            _ => word.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn truncate(mut text: String, width: usize) -> String {
@@ -248,7 +272,7 @@ impl Verdict {
             .chain(
                 self.notes
                     .iter()
-                    .map(|n| truncate(n.clone(), WARNING_WIDTH)),
+                    .map(|n| truncate(shorten_key_arns(n), WARNING_WIDTH)),
             )
             .collect()
     }
