@@ -46,7 +46,6 @@ fn pod_review(uid: &str, image: &str) -> serde_json::Value {
 struct Serve {
     child: Child,
     addr: SocketAddr,
-    admin: SocketAddr,
     ca: String,
     _dir: tempfile::TempDir,
 }
@@ -90,7 +89,6 @@ async fn start_serve(aws_endpoint: &str, extra: &[&str]) -> Serve {
     let mut serve = Serve {
         child,
         addr,
-        admin,
         ca: String::new(),
         _dir: dir,
     };
