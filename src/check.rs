@@ -110,15 +110,7 @@ fn manifest_units(path: &Path, default_namespace: &str) -> Result<Vec<Unit>, Che
     };
     let mut out = Vec::new();
     for (index, doc) in docs {
-        let items = match doc.get("kind").and_then(|k| k.as_str()) {
-            Some("List") => doc
-                .get("items")
-                .and_then(|i| i.as_array())
-                .cloned()
-                .unwrap_or_default(),
-            _ => vec![doc],
-        };
-        for item in items {
+        for item in crate::local::list_items(doc) {
             let bad = |reason: String| CheckError::Manifest {
                 path: path.to_path_buf(),
                 index,

@@ -74,20 +74,24 @@ pub fn parse_documents(
         .collect())
 }
 
+/// A `List` document (`kind: List`, `EcrEncryptionPolicyList`, as `kubectl get -o
+/// yaml` prints) → its items; any other document → itself.
+pub fn list_items(doc: serde_json::Value) -> Vec<serde_json::Value> {
+    match doc.get("kind").and_then(|k| k.as_str()) {
+        Some(k) if k.ends_with("List") => match doc.get("items") {
+            Some(serde_json::Value::Array(items)) => items.clone(),
+            _ => Vec::new(),
+        },
+        _ => vec![doc],
+    }
+}
+
 /// Loads every policy from these files. A `List` of policies is unwrapped.
 pub fn load_policies(paths: &[PathBuf]) -> Result<Vec<EcrEncryptionPolicy>, LocalError> {
     let mut policies: Vec<(EcrEncryptionPolicy, PathBuf)> = Vec::new();
     for path in paths {
         for (index, doc) in read_documents(path)? {
-            let items = match doc.get("kind").and_then(|k| k.as_str()) {
-                Some(k) if k.ends_with("List") => doc
-                    .get("items")
-                    .and_then(|i| i.as_array())
-                    .cloned()
-                    .unwrap_or_default(),
-                _ => vec![doc],
-            };
-            for item in items {
+            for item in list_items(doc) {
                 let policy = parse_policy(path, index, item)?;
                 let name = policy.metadata.name.clone().unwrap_or_default();
                 if let Some((_, first)) = policies

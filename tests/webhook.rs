@@ -470,14 +470,24 @@ async fn plaintext_http_and_tls_1_1_are_refused() {
     );
 
     // rustls cannot speak TLS 1.1, so ask openssl (on the machine) to try.
-    let addr = hook.addr.to_string();
+    let (ok, text) = openssl_handshake(hook.addr, "-tls1_1").await;
+    assert!(!ok, "TLS 1.1 handshake must fail: {text}");
+    assert!(text.contains("no peer certificate available"), "{text}");
+    // …while TLS 1.2 works.
+    let (ok, text) = openssl_handshake(hook.addr, "-tls1_2").await;
+    assert!(ok && text.contains("Protocol  : TLSv1.2"), "{text}");
+}
+
+/// `openssl s_client` with one protocol flag: (exit success, stdout + stderr).
+async fn openssl_handshake(addr: std::net::SocketAddr, protocol: &'static str) -> (bool, String) {
+    let addr = addr.to_string();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new("openssl")
             .args([
                 "s_client",
                 "-connect",
                 &addr,
-                "-tls1_1",
+                protocol,
                 "-servername",
                 "localhost",
             ])
@@ -489,29 +499,7 @@ async fn plaintext_http_and_tls_1_1_are_refused() {
     .expect("openssl must be installed");
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "TLS 1.1 handshake must fail: {text}");
-    assert!(text.contains("no peer certificate available"), "{text}");
-
-    // …while TLS 1.2 works.
-    let addr = hook.addr.to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("openssl")
-            .args([
-                "s_client",
-                "-connect",
-                &addr,
-                "-tls1_2",
-                "-servername",
-                "localhost",
-            ])
-            .stdin(std::process::Stdio::null())
-            .output()
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(text.contains("TLSv1.2"), "{text}");
+    (out.status.success(), text)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
