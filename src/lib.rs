@@ -5,6 +5,7 @@
 pub mod admission;
 pub mod check;
 pub mod cli;
+pub mod cluster;
 pub mod crd;
 pub mod image;
 pub mod inventory;

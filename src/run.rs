@@ -8,9 +8,10 @@ use anyhow::Context;
 use tokio::sync::OnceCell;
 use tracing::{error, info};
 
-use crate::admission::{Admission, FactSource, Judge, NoFacts};
+use crate::admission::{Admission, FactSource, Judge, NoFacts, ViolationSink};
 use crate::check;
 use crate::cli::{AwsArgs, CheckArgs, LogArgs, LogFormat, PolicySourceArgs, ServeArgs};
+use crate::cluster;
 use crate::inventory::Inventory;
 use crate::metrics::AdmissionMetrics;
 use crate::policy::Options;
@@ -50,13 +51,7 @@ fn registry_config(aws: &AwsArgs) -> RegistryConfig {
     }
 }
 
-fn inventory(policies: &PolicySourceArgs) -> anyhow::Result<Arc<dyn Inventory>> {
-    if !policies.is_local() {
-        anyhow::bail!(
-            "no --policy-file given: reading policies from the cluster is not available in this build; \
-             pass --policy-file (and --namespace-labels or --namespaces-file)"
-        );
-    }
+fn local_inventory(policies: &PolicySourceArgs) -> anyhow::Result<Arc<dyn Inventory>> {
     let inv = crate::local::inventory(
         &policies.policy_files,
         &policies.namespaces_files,
@@ -65,13 +60,49 @@ fn inventory(policies: &PolicySourceArgs) -> anyhow::Result<Arc<dyn Inventory>> 
     Ok(Arc::new(inv))
 }
 
-/// `ecr-guard serve`.
-pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let inventory = inventory(&args.policies)?;
+/// The Kubernetes client for cluster mode (no `--policy-file`).
+async fn cluster_client(policies: &PolicySourceArgs) -> anyhow::Result<kube::Client> {
+    if !policies.namespace_labels.is_empty() || !policies.namespaces_files.is_empty() {
+        anyhow::bail!(
+            "--namespace-labels and --namespaces-file need --policy-file; without it policies \
+             and namespace labels are read from the cluster"
+        );
+    }
+    let client =
+        cluster::client(policies.kubeconfig.as_deref(), policies.context.as_deref()).await?;
+    Ok(client)
+}
+
+/// Policies and namespace labels for `check`: from files, or one read of the cluster.
+async fn inventory(policies: &PolicySourceArgs) -> anyhow::Result<Arc<dyn Inventory>> {
+    if policies.is_local() {
+        return local_inventory(policies);
+    }
+    let client = cluster_client(policies).await?;
+    let inventory = cluster::snapshot(client).await?;
+    Ok(inventory)
+}
+
+/// Policies and namespace labels for `serve`, and where violations are reported:
+/// fixed from files, or kept in sync with the cluster (which also gets Events).
+async fn serve_inventory(
+    policies: &PolicySourceArgs,
+) -> anyhow::Result<(Arc<dyn Inventory>, Option<Arc<dyn ViolationSink>>)> {
+    if !policies.is_local() {
+        let cluster = cluster::start(cluster_client(policies).await?);
+        return Ok((cluster.inventory, Some(cluster.events)));
+    }
+    let inventory = local_inventory(policies)?;
     for policy in inventory.policies().iter().filter(|p| !p.is_valid()) {
         let problems: Vec<String> = policy.problems().iter().map(ToString::to_string).collect();
         error!(policy = %policy.name, problems = %problems.join("; "), "invalid policy: it denies every request it applies to (fail closed)");
     }
+    Ok((inventory, None))
+}
+
+/// `ecr-guard serve`.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let (inventory, sink) = serve_inventory(&args.policies).await?;
     let mut metrics_registry = prometheus_client::registry::Registry::default();
     let admission_metrics = AdmissionMetrics::default();
     admission_metrics.register(&mut metrics_registry);
@@ -129,7 +160,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         info!("--dry-run: Enforce policies report violations but deny nothing");
     }
     let judge = Judge::new(facts, options, args.aws.lookup_timeout);
-    let admission = Arc::new(Admission::new(inventory, judge, admission_metrics));
+    let mut admission = Admission::new(inventory, judge, admission_metrics);
+    if let Some(sink) = sink {
+        admission = admission.with_sink(sink);
+    }
+    let admission = Arc::new(admission);
     info!(
         webhook = %bound.webhook_addr()?,
         admin = %bound.admin_addr()?,
@@ -154,7 +189,7 @@ pub async fn check(args: CheckArgs) -> i32 {
 
 async fn check_inner(args: CheckArgs) -> anyhow::Result<i32> {
     let units = check::units(&args)?;
-    let inventory = inventory(&args.policies)?;
+    let inventory = inventory(&args.policies).await?;
     check::require_valid_policies(inventory.as_ref())?;
     let facts = Arc::new(LazyRegistry::new(
         registry_config(&args.aws),

@@ -308,7 +308,7 @@ fn install_yaml_passes_kubernetes_validate_strict() {
 }
 
 #[test]
-fn every_namespaced_object_names_the_release_namespace() {
+fn every_namespaced_object_names_the_release_namespace_except_the_events_role() {
     let cluster_scoped = [
         "ClusterRole",
         "ClusterRoleBinding",
@@ -321,6 +321,13 @@ fn every_namespaced_object_names_the_release_namespace() {
             if cluster_scoped.contains(&kind) {
                 assert!(
                     object["metadata"].get("namespace").is_none(),
+                    "{set:?}: {kind}"
+                );
+            } else if ["Role", "RoleBinding"].contains(&kind) {
+                // Events about cluster-scoped policies live in `default` (see the
+                // RBAC test); nothing else leaves the release namespace.
+                assert_eq!(
+                    object["metadata"]["namespace"], EVENTS_NAMESPACE,
                     "{set:?}: {kind}"
                 );
             } else {
@@ -962,58 +969,82 @@ fn long_release_names_still_make_valid_object_names() {
 // ---------------------------------------------------------------------------
 // RBAC
 
-/// Exactly what the server uses (cluster issue): reflectors on policies and
-/// namespaces, server-side apply of policy status, Events.
-fn expected_permissions() -> BTreeSet<(String, String, String)> {
-    [
-        ("ecrguard.io", "ecrencryptionpolicies", "get"),
+/// Exactly the API calls the server makes (README "RBAC"): list/watch of policies
+/// and namespaces (reflectors), server-side apply of policy status — cluster-wide.
+fn expected_cluster_permissions() -> BTreeSet<(String, String, String)> {
+    permissions(&[
         ("ecrguard.io", "ecrencryptionpolicies", "list"),
         ("ecrguard.io", "ecrencryptionpolicies", "watch"),
         ("ecrguard.io", "ecrencryptionpolicies/status", "patch"),
         ("", "namespaces", "list"),
         ("", "namespaces", "watch"),
+    ])
+}
+
+/// Events on policies: created, and patched with their series count, only in
+/// `default`, where Events about cluster-scoped objects must live.
+fn expected_event_permissions() -> BTreeSet<(String, String, String)> {
+    permissions(&[
         ("events.k8s.io", "events", "create"),
         ("events.k8s.io", "events", "patch"),
-    ]
-    .into_iter()
-    .map(|(g, r, v)| (g.to_owned(), r.to_owned(), v.to_owned()))
-    .collect()
+    ])
+}
+
+/// The namespace of the events Role and RoleBinding.
+const EVENTS_NAMESPACE: &str = "default";
+
+fn permissions(list: &[(&str, &str, &str)]) -> BTreeSet<(String, String, String)> {
+    list.iter()
+        .map(|(g, r, v)| ((*g).to_owned(), (*r).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn granted(role: &Value) -> BTreeSet<(String, String, String)> {
+    let mut granted = BTreeSet::new();
+    for rule in role["rules"].as_array().unwrap() {
+        assert!(rule.get("resourceNames").is_none() && rule.get("nonResourceURLs").is_none());
+        for group in strs(&rule["apiGroups"]) {
+            for resource in strs(&rule["resources"]) {
+                for verb in strs(&rule["verbs"]) {
+                    for part in [group, resource, verb] {
+                        assert!(!part.contains('*'), "wildcard in {rule}");
+                    }
+                    granted.insert((group.to_owned(), resource.to_owned(), verb.to_owned()));
+                }
+            }
+        }
+    }
+    granted
 }
 
 #[test]
 fn rbac_grants_exactly_what_the_server_uses() {
     for set in ALL_SETS {
         let r = rendered(set);
-        assert!(
-            r.all("Role").is_empty() && r.all("RoleBinding").is_empty(),
+        let subjects = json!([{
+            "kind": "ServiceAccount",
+            "name": r.pod_spec()["serviceAccountName"].clone(),
+            "namespace": NAMESPACE,
+        }]);
+
+        let role = r.one("ClusterRole");
+        assert_eq!(granted(role), expected_cluster_permissions(), "{set:?}");
+        let binding = r.one("ClusterRoleBinding");
+        assert_eq!(binding["roleRef"]["kind"], "ClusterRole");
+        assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+        assert_eq!(binding["subjects"], subjects, "{set:?}");
+
+        let role = r.one("Role");
+        assert_eq!(role["metadata"]["namespace"], EVENTS_NAMESPACE, "{set:?}");
+        assert_eq!(granted(role), expected_event_permissions(), "{set:?}");
+        let binding = r.one("RoleBinding");
+        assert_eq!(
+            binding["metadata"]["namespace"], EVENTS_NAMESPACE,
             "{set:?}"
         );
-        let role = r.one("ClusterRole");
-        let mut granted = BTreeSet::new();
-        for rule in role["rules"].as_array().unwrap() {
-            assert!(rule.get("resourceNames").is_none() && rule.get("nonResourceURLs").is_none());
-            for group in strs(&rule["apiGroups"]) {
-                for resource in strs(&rule["resources"]) {
-                    for verb in strs(&rule["verbs"]) {
-                        for part in [group, resource, verb] {
-                            assert!(!part.contains('*'), "{set:?}: wildcard in {rule}");
-                        }
-                        granted.insert((group.to_owned(), resource.to_owned(), verb.to_owned()));
-                    }
-                }
-            }
-        }
-        assert_eq!(granted, expected_permissions(), "{set:?}");
-        let binding = r.one("ClusterRoleBinding");
+        assert_eq!(binding["roleRef"]["kind"], "Role");
         assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
-        assert_eq!(
-            binding["subjects"],
-            json!([{
-                "kind": "ServiceAccount",
-                "name": r.pod_spec()["serviceAccountName"].clone(),
-                "namespace": NAMESPACE,
-            }])
-        );
+        assert_eq!(binding["subjects"], subjects, "{set:?}");
     }
 }
 

@@ -166,6 +166,17 @@ impl Policy {
         }
     }
 
+    /// This policy with problems found outside spec validation (a spec the cluster
+    /// holds that this version cannot decode): it becomes invalid and fails closed,
+    /// keeping its name, mode and namespace selector.
+    pub fn with_problems(mut self, mut problems: Vec<FieldError>) -> Policy {
+        if let Body::Invalid(earlier) = self.body {
+            problems.extend(earlier);
+        }
+        self.body = Body::Invalid(problems);
+        self
+    }
+
     pub fn is_valid(&self) -> bool {
         matches!(self.body, Body::Valid(_))
     }
