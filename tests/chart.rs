@@ -1260,3 +1260,46 @@ fn install_yaml_is_the_chart_with_cert_manager_tls() {
     assert!(r.all("Secret").is_empty());
     assert!(!r.yaml.contains("PRIVATE KEY") && !r.yaml.contains("LS0tLS1CRUdJTi"));
 }
+
+#[test]
+fn the_binary_accepts_the_arguments_and_environment_every_value_set_renders() {
+    use clap::Parser;
+    use ecr_guard::cli::{Cli, Command as Sub};
+    for set in ALL_SETS {
+        let r = rendered(set);
+        let container = r.container();
+        // Environment variables the chart sets for ecr-guard itself must be ones it reads.
+        for env in container["env"].as_array().into_iter().flatten() {
+            let name = env["name"].as_str().unwrap();
+            if let Some(flag) = name.strip_prefix("ECR_GUARD_") {
+                let flag = format!("--{}", flag.to_lowercase().replace('_', "-"));
+                let help = std::process::Command::new(env!("CARGO_BIN_EXE_ecr-guard"))
+                    .args(["serve", "--help"])
+                    .output()
+                    .unwrap();
+                assert!(
+                    text(&help.stdout).contains(&flag),
+                    "{set:?}: {name} is not a serve flag"
+                );
+            }
+        }
+        let argv: Vec<&str> = std::iter::once("ecr-guard").chain(r.args()).collect();
+        let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{set:?}: {argv:?}:\n{e}"));
+        let Sub::Serve(serve) = cli.command else {
+            panic!("{set:?}: the container must run `serve`: {argv:?}")
+        };
+        assert!(
+            serve.tls_cert.is_some() && serve.tls_key.is_some(),
+            "{set:?}: mounted TLS files"
+        );
+        assert!(
+            serve.policies.policy_files.is_empty(),
+            "{set:?}: cluster mode reads policies from the API"
+        );
+        assert_eq!(
+            serve.dry_run,
+            set == ValueSet::Staging,
+            "{set:?}: dryRun value"
+        );
+    }
+}
