@@ -124,10 +124,11 @@ struct Counts {
     sent: AtomicUsize,
     allowed: AtomicUsize,
     denied: AtomicUsize,
-    /// Denied because AWS could not answer (onLookupFailure: Deny).
+    /// Denied because AWS could not answer (onLookupFailure: Deny) or answered
+    /// with an injected AccessDeniedException.
     denied_unverified: AtomicUsize,
     wrong_allows: AtomicUsize,
-    /// Compliant-only reviews denied for any reason other than a failed lookup.
+    /// Compliant-only reviews denied for any reason other than a fault.
     wrong_denies: AtomicUsize,
     webhook_errors: AtomicUsize,
     late: AtomicUsize,
@@ -256,7 +257,12 @@ async fn soak_under_faulty_aws() {
                 } else {
                     counts.denied.fetch_add(1, Ordering::SeqCst);
                     let message = response["status"]["message"].as_str().unwrap_or_default();
-                    let unverified = message.contains("could not be verified");
+                    // A failed lookup, or an injected AccessDeniedException that
+                    // AWS would mean for good (a key policy denying DescribeKey or
+                    // GetKeyRotationStatus makes an unknown key or rotation, which
+                    // fails closed and is cached like any answer).
+                    let unverified = message.contains("could not be verified")
+                        || message.contains("injected by the test proxy");
                     if unverified {
                         counts.denied_unverified.fetch_add(1, Ordering::SeqCst);
                     }
