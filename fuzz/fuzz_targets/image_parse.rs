@@ -27,8 +27,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     // The normalised form is a fixed point.
-    let again = image::parse(&written(&parsed))
-        .unwrap_or_else(|e| panic!("{reference:?} → {:?} no longer parses: {e}", written(&parsed)));
+    let again = image::parse(&written(&parsed)).unwrap_or_else(|e| {
+        panic!(
+            "{reference:?} → {:?} no longer parses: {e}",
+            written(&parsed)
+        )
+    });
     assert_eq!(again, parsed, "{reference:?}");
 
     // Upper-casing the host and adding :443 do not change the classification.
@@ -47,7 +51,11 @@ fuzz_target!(|data: &[u8]| {
         }
         let other = image::parse(&respelled)
             .unwrap_or_else(|e| panic!("{respelled:?} (from {reference:?}) fails: {e}"));
-        assert_eq!(other.ecr_repository(), parsed.ecr_repository(), "{respelled:?}");
+        assert_eq!(
+            other.ecr_repository(),
+            parsed.ecr_repository(),
+            "{respelled:?}"
+        );
         assert_eq!(other.name, parsed.name, "{respelled:?}");
     }
 });

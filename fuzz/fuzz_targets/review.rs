@@ -44,8 +44,14 @@ fn made_up(repo: &EcrRepository) -> Lookup {
     };
     match h.finish() % 7 {
         0 => found(EncryptionType::Aes256, None),
-        1 => found(EncryptionType::Kms, key(KeyState::Enabled, Rotation::Enabled)),
-        2 => found(EncryptionType::KmsDsse, key(KeyState::Disabled, Rotation::Disabled)),
+        1 => found(
+            EncryptionType::Kms,
+            key(KeyState::Enabled, Rotation::Enabled),
+        ),
+        2 => found(
+            EncryptionType::KmsDsse,
+            key(KeyState::Disabled, Rotation::Disabled),
+        ),
         3 => found(
             EncryptionType::Kms,
             Some(KeyLookup::Unknown {
