@@ -102,6 +102,10 @@ async fn review_in_time(hook: &Webhook, uid: &str, namespace: &str, image: &str)
     );
     let body = resp.json();
     assert_eq!(body["response"]["uid"], uid);
+    eprintln!(
+        "{uid} [{namespace}] {image}: allowed={} in {took:.3?}",
+        body["response"]["allowed"]
+    );
     body["response"].clone()
 }
 
@@ -243,12 +247,14 @@ async fn every_fault_fails_closed_under_deny_within_the_deadline() {
             "{}: {message}",
             case.name
         );
+        let reason = case.reasons.iter().find(|reason| message.contains(*reason));
         assert!(
-            case.reasons.iter().any(|reason| message.contains(reason)),
+            reason.is_some(),
             "{}: expected one of {:?} in {message}",
             case.name,
             case.reasons
         );
+        eprintln!("{}: reason {:?}", case.name, reason.unwrap());
         assert!(
             message.contains("policy fail-closed denies images it cannot verify"),
             "{message}"
