@@ -425,3 +425,49 @@ async fn reset_fault_resets_the_connection() {
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
     assert_eq!(proxy.faulted().get("reset"), Some(&1));
 }
+
+/// A flood of distinct repositories cannot grow the cache past its capacity:
+/// sent again, almost all of them have to be looked up again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_distinct_repositories_stays_within_the_cache_capacity() {
+    const CAPACITY: u64 = 20;
+    const REPOS: usize = 400;
+    let (_moto, proxy) = aws().await;
+    let mut settings = settings();
+    settings.lookup_timeout = Duration::from_secs(5);
+    settings.registry = RegistryConfig {
+        max_entries: CAPACITY,
+        ..RegistryConfig::default()
+    };
+    let hook = Webhook::start(proxy.endpoint(), settings).await;
+    let flood = |round: &'static str| {
+        let hook = &hook;
+        async move {
+            for batch in 0..REPOS / 10 {
+                let containers: Vec<Value> = (0..10)
+                    .map(|i| {
+                        json!({"name": format!("c{i}"),
+                               "image": format!("{HOST}/flood/repo-{}:1", batch * 10 + i)})
+                    })
+                    .collect();
+                let mut review = pod_review(round, "deny", "x");
+                review["request"]["object"]["spec"]["containers"] = json!(containers);
+                let resp = post_review(hook.addr, &hook.ca, &review).await;
+                assert_eq!(resp.status, 200);
+                // None of them exists: denied.
+                assert_eq!(resp.json()["response"]["allowed"], false);
+            }
+        }
+    };
+    flood("first").await;
+    let first = proxy.count(DESCRIBE_REPOSITORIES);
+    assert_eq!(first, REPOS);
+    flood("second").await;
+    let again = proxy.count(DESCRIBE_REPOSITORIES) - first;
+    // moka evicts in batches, so allow twice the capacity as cache hits.
+    assert!(
+        again >= REPOS - 2 * CAPACITY as usize,
+        "only {again} of {REPOS} repositories were looked up again: the cache holds more than {CAPACITY}"
+    );
+    eprintln!("flood: {REPOS} repositories, capacity {CAPACITY}: {again} looked up again");
+}
