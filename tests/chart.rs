@@ -1302,4 +1302,66 @@ fn the_binary_accepts_the_arguments_and_environment_every_value_set_renders() {
             "{set:?}: dryRun value"
         );
     }
+
+// ---------------------------------------------------------------------------
+// Mutual TLS: tls.clientCA
+
+#[test]
+fn client_ca_from_a_secret_or_config_map_turns_on_mutual_tls() {
+    const FLAG: &str = "--client-ca=/etc/ecr-guard/client-ca/ca.crt";
+    assert!(!rendered(ValueSet::Default).args().contains(&FLAG));
+    assert!(
+        rendered(ValueSet::Default).pod_spec()["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["name"] != "client-ca")
+    );
+
+    let from_secret = render(
+        NAMESPACE,
+        &["--set", "tls.clientCA.secretName=apiserver-client-ca"],
+    );
+    let from_config_map = render(
+        NAMESPACE,
+        &[
+            "--set",
+            "tls.clientCA.configMapName=apiserver-client-ca",
+            "--set",
+            "tls.clientCA.key=bundle.pem",
+        ],
+    );
+    for (r, source, key) in [
+        (&from_secret, "secret", "ca.crt"),
+        (&from_config_map, "configMap", "bundle.pem"),
+    ] {
+        assert!(r.args().contains(&FLAG), "{source}: {:?}", r.args());
+        let volume = r.pod_spec()["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "client-ca")
+            .unwrap_or_else(|| panic!("{source}: no client-ca volume"));
+        let name = if source == "secret" {
+            &volume["secret"]["secretName"]
+        } else {
+            &volume["configMap"]["name"]
+        };
+        assert_eq!(name, "apiserver-client-ca", "{source}");
+        assert_eq!(
+            volume[source]["items"],
+            json!([{"key": key, "path": "ca.crt"}]),
+            "{source}"
+        );
+        let mount = r.container()["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == "client-ca")
+            .unwrap_or_else(|| panic!("{source}: no client-ca mount"));
+        assert_eq!(mount["mountPath"], "/etc/ecr-guard/client-ca");
+        assert_eq!(mount["readOnly"], true);
+        kubernetes_validate(source, &r.objects);
+    }
+    assert_rejected(&["--set", "tls.clientCA.secretNme=x"], &["secretNme"]);
 }

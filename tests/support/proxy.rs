@@ -4,7 +4,7 @@
 //! happens when AWS misbehaves.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,6 +33,8 @@ pub enum Fault {
     Delay(Duration),
     /// Close the connection without answering.
     CloseConnection,
+    /// Reset the connection (TCP RST: `SO_LINGER` 0, then close) without answering.
+    Reset,
     /// Answer with this status and JSON body instead of moto: for what moto
     /// cannot model (AWS-managed keys), spelled out in the test that uses it.
     Answer { status: u16, body: String },
@@ -67,12 +69,24 @@ struct Rule {
     fault: Fault,
 }
 
+/// Faults applied to a random share of requests (after the fixed rules).
+#[derive(Debug)]
+struct RandomFaults {
+    faults: Vec<Fault>,
+    /// Share of requests faulted, in percent.
+    percent: u64,
+}
+
 #[derive(Debug)]
 struct State {
     upstream: String,
     client: Client<HttpConnector, Full<Bytes>>,
     counts: Mutex<HashMap<String, usize>>,
     rules: Mutex<Vec<Rule>>,
+    random: Mutex<Option<RandomFaults>>,
+    /// Requests seen, the seed of the random choice.
+    sequence: AtomicU64,
+    faulted: Mutex<HashMap<&'static str, usize>>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
 }
@@ -119,6 +133,9 @@ impl Proxy {
             client: Client::builder(TokioExecutor::new()).build_http(),
             counts: Mutex::new(HashMap::new()),
             rules: Mutex::new(Vec::new()),
+            random: Mutex::new(None),
+            sequence: AtomicU64::new(0),
+            faulted: Mutex::new(HashMap::new()),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
         });
@@ -172,8 +189,23 @@ impl Proxy {
         });
     }
 
+    /// Faults `percent`% of requests (those no fixed rule matched), each with
+    /// one of `faults` picked at random; the rest are forwarded. The choice is
+    /// pseudo-random with a fixed seed, so runs are comparable.
+    pub fn set_random_faults(&self, faults: Vec<Fault>, percent: u64) {
+        *self.state.random.lock().expect("random") = Some(RandomFaults { faults, percent });
+    }
+
+    /// Removes fixed and random faults.
     pub fn clear_faults(&self) {
         self.state.rules.lock().expect("rules").clear();
+        *self.state.random.lock().expect("random") = None;
+    }
+
+    /// Requests answered with a fault so far, by kind of fault
+    /// (`error`, `hang`, `delay`, `close`, `reset`, `answer`).
+    pub fn faulted(&self) -> HashMap<&'static str, usize> {
+        self.state.faulted.lock().expect("faulted").clone()
     }
 }
 
@@ -184,9 +216,14 @@ async fn serve(listener: TcpListener, state: Arc<State>) {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        // A second handle on the socket, for `Fault::Reset` to set SO_LINGER 0 on.
+        let Ok((stream, socket)) = duplicate(stream) else {
+            continue;
+        };
         let state = Arc::clone(&state);
         connections.spawn(async move {
-            let service = service_fn(move |request| handle(Arc::clone(&state), request));
+            let service =
+                service_fn(move |request| handle(Arc::clone(&state), Arc::clone(&socket), request));
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
@@ -198,7 +235,54 @@ async fn serve(listener: TcpListener, state: Arc<State>) {
 
 type ProxyResult = Result<Response<Full<Bytes>>, Box<dyn std::error::Error + Send + Sync>>;
 
-async fn handle(state: Arc<State>, request: Request<Incoming>) -> ProxyResult {
+type SocketHandle = Arc<Mutex<Option<std::net::TcpStream>>>;
+
+fn duplicate(
+    stream: tokio::net::TcpStream,
+) -> std::io::Result<(tokio::net::TcpStream, SocketHandle)> {
+    let stream = stream.into_std()?;
+    let copy = stream.try_clone()?;
+    Ok((
+        tokio::net::TcpStream::from_std(stream)?,
+        Arc::new(Mutex::new(Some(copy))),
+    ))
+}
+
+/// splitmix64: a well-mixed pseudo-random number from a counter.
+fn mix(n: u64) -> u64 {
+    let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn random_fault(state: &State) -> Option<Fault> {
+    let random = state.random.lock().expect("random");
+    let random = random.as_ref()?;
+    let n = mix(state.sequence.fetch_add(1, Ordering::Relaxed));
+    if random.faults.is_empty() || n % 100 >= random.percent {
+        return None;
+    }
+    let pick = (n / 100) as usize % random.faults.len();
+    Some(random.faults[pick].clone())
+}
+
+fn fault_kind(fault: &Fault) -> &'static str {
+    match fault {
+        Fault::Error { .. } => "error",
+        Fault::Hang => "hang",
+        Fault::Delay(_) => "delay",
+        Fault::CloseConnection => "close",
+        Fault::Reset => "reset",
+        Fault::Answer { .. } => "answer",
+    }
+}
+
+async fn handle(
+    state: Arc<State>,
+    socket: SocketHandle,
+    request: Request<Incoming>,
+) -> ProxyResult {
     let target = request
         .headers()
         .get("x-amz-target")
@@ -219,7 +303,16 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> ProxyResult {
         .expect("rules")
         .iter()
         .find(|rule| rule.target.as_deref().is_none_or(|t| t == target))
-        .map(|rule| rule.fault.clone());
+        .map(|rule| rule.fault.clone())
+        .or_else(|| random_fault(&state));
+    if let Some(fault) = &fault {
+        *state
+            .faulted
+            .lock()
+            .expect("faulted")
+            .entry(fault_kind(fault))
+            .or_default() += 1;
+    }
     match fault {
         None => forward(&state, request).await,
         Some(Fault::Delay(delay)) => {
@@ -228,6 +321,13 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> ProxyResult {
         }
         Some(Fault::Hang) => std::future::pending::<ProxyResult>().await,
         Some(Fault::CloseConnection) => Err("fault injected: close the connection".into()),
+        Some(Fault::Reset) => {
+            // SO_LINGER 0 makes the close that follows the error a TCP RST.
+            if let Some(copy) = socket.lock().expect("socket").take() {
+                tokio::net::TcpStream::from_std(copy)?.set_zero_linger()?;
+            }
+            Err("fault injected: reset the connection".into())
+        }
         Some(Fault::Error { status, error_type }) => Ok(aws_error(status, &error_type)),
         Some(Fault::Answer { status, body }) => Ok(json_response(status, body, None)),
     }

@@ -2,6 +2,7 @@
 //! moto (or the proxy in front of it), serving real HTTPS.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +24,11 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub tls: Option<TlsSource>,
     pub sink: Option<Arc<dyn ViolationSink>>,
+    /// Cache TTLs, capacity and the AWS concurrency cap; its `lookup_timeout` is
+    /// replaced by [`Settings::lookup_timeout`].
+    pub registry: RegistryConfig,
+    /// `--client-ca`: accept only clients with a certificate chaining to this PEM.
+    pub client_ca: Option<PathBuf>,
 }
 
 impl Settings {
@@ -35,6 +41,8 @@ impl Settings {
             max_body_bytes: 3 * 1024 * 1024,
             tls: None,
             sink: None,
+            registry: RegistryConfig::default(),
+            client_ca: None,
         }
     }
 
@@ -73,7 +81,7 @@ impl Webhook {
         registry_metrics.register(&mut prometheus);
         let config = RegistryConfig {
             lookup_timeout: settings.lookup_timeout,
-            ..RegistryConfig::default()
+            ..settings.registry.clone()
         };
         let registry = super::registry(aws_endpoint, config, registry_metrics);
 
@@ -86,7 +94,7 @@ impl Webhook {
             listen: "127.0.0.1:0".parse().unwrap(),
             metrics_listen: "127.0.0.1:0".parse().unwrap(),
             tls,
-            client_ca: None,
+            client_ca: settings.client_ca.clone(),
             max_body_bytes: settings.max_body_bytes,
         };
         let bound = Bound::bind(&server_config).await.expect("bind");
