@@ -1302,6 +1302,7 @@ fn the_binary_accepts_the_arguments_and_environment_every_value_set_renders() {
             "{set:?}: dryRun value"
         );
     }
+}
 
 // ---------------------------------------------------------------------------
 // Mutual TLS: tls.clientCA
