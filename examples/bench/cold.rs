@@ -111,7 +111,11 @@ pub async fn stream(
             let (mut sender, _) = https::connect(addr, &ca).await.expect("connect");
             for i in (c..count).step_by(connections) {
                 let body = review_body(i, namespace, &name(i));
-                let answer = https::send(&mut sender, "POST", "/validate", body).await;
+                // The connection takes the next request once it has finished the last.
+                let answer = match sender.ready().await {
+                    Ok(()) => https::send(&mut sender, "POST", "/validate", body).await,
+                    Err(e) => Err(e.to_string()),
+                };
                 tally(&mut burst, answer);
             }
             burst

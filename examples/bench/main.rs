@@ -13,7 +13,8 @@
 //!   seeding 100,000 repositories into moto would take longer than the rest);
 //! - start-up: process start to `/readyz` 200 in local mode.
 //!
-//! Usage: `bench [--runs N] [--seconds S] [--repositories N] [--only warm,cold,memory,startup] [--oha PATH]`
+//! Usage: `bench [--runs N] [--seconds S] [--repositories N] [--only warm,cold,memory,startup]
+//! [--oha PATH] [--binary PATH-TO-ECR-GUARD]`
 
 #[path = "../../tests/support/https.rs"]
 #[allow(dead_code)]
@@ -46,6 +47,7 @@ struct Args {
     repositories: usize,
     only: Vec<String>,
     oha: PathBuf,
+    binary: Option<PathBuf>,
 }
 
 fn args() -> Args {
@@ -55,6 +57,7 @@ fn args() -> Args {
         repositories: 100_000,
         only: vec![],
         oha: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/bin/oha"),
+        binary: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -65,6 +68,7 @@ fn args() -> Args {
             "--repositories" => args.repositories = value().parse().expect("--repositories N"),
             "--only" => args.only = value().split(',').map(str::to_string).collect(),
             "--oha" => args.oha = value().into(),
+            "--binary" => args.binary = Some(value().into()),
             other => panic!("unknown argument {other}; see the top of examples/bench/main.rs"),
         }
     }
@@ -149,7 +153,7 @@ async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args = args();
     let want = |part: &str| args.only.is_empty() || args.only.iter().any(|o| o == part);
-    let binary = sibling("ecr-guard");
+    let binary = args.binary.clone().unwrap_or_else(|| sibling("ecr-guard"));
     let dir = tempfile::tempdir().expect("temp dir");
     let policies = fixtures::load_test_policies();
 
@@ -253,6 +257,7 @@ async fn warm_path(
     let (mut allowed, mut warned, mut denied) = (0, 0, 0);
     for review in &reviews {
         let body = serde_json::to_vec(review).expect("encode review");
+        sender.ready().await.expect("connection ready");
         let answer = https::send(&mut sender, "POST", "/validate", body)
             .await
             .expect("warm-up review");
