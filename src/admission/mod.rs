@@ -1,10 +1,12 @@
 //! AdmissionReview → pod specs of every supported kind → verdict → AdmissionResponse.
 
 mod judge;
+mod object;
 mod review;
 pub mod workload;
 
 pub use judge::{FactSource, Judge, NoFacts};
+pub use object::ReviewedObject;
 pub use review::{
     Admission, AdmissionOutcome, BadReview, DRY_RUN_ANNOTATION, RequestContext, ViolationSink,
     decode,

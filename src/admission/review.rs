@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::judge::Judge;
+use super::object::ReviewedObject;
 use super::workload::{self, WorkloadKind};
 use crate::inventory::Inventory;
 use crate::metrics::{AdmissionMetrics, KindLabels, RequestLabels, ViolationLabels};
@@ -100,7 +101,7 @@ impl Admission {
     }
 
     /// Answers a decoded request.
-    pub async fn review(&self, request: AdmissionRequest<DynamicObject>) -> AdmissionOutcome {
+    pub async fn review(&self, request: AdmissionRequest<ReviewedObject>) -> AdmissionOutcome {
         let started = Instant::now();
         let kind_label = request.kind.kind.clone();
         let operation = format!("{:?}", request.operation).to_uppercase();
@@ -164,7 +165,7 @@ impl Admission {
     /// The images this request asks us to judge; `None` when it is none of our business.
     fn subjects(
         &self,
-        request: &AdmissionRequest<DynamicObject>,
+        request: &AdmissionRequest<ReviewedObject>,
     ) -> Result<Option<Vec<Subject>>, String> {
         if !matches!(request.operation, Operation::Create | Operation::Update) {
             return Ok(None);
@@ -183,12 +184,13 @@ impl Admission {
         let Some(object) = &request.object else {
             return Err("the request carries no object".to_string());
         };
-        let new = workload::subjects(kind, &object.data).map_err(|e| e.to_string())?;
+        let new =
+            workload::subjects_in_spec(kind, object.spec.as_ref()).map_err(|e| e.to_string())?;
         match (&request.operation, &request.old_object) {
             (Operation::Update, Some(old)) => {
                 // An old object we cannot read means we cannot tell what changed:
                 // judge everything.
-                let old = workload::subjects(kind, &old.data).unwrap_or_default();
+                let old = workload::subjects_in_spec(kind, old.spec.as_ref()).unwrap_or_default();
                 Ok(Some(workload::changed(new, &old)))
             }
             _ => Ok(Some(new)),
@@ -197,7 +199,7 @@ impl Admission {
 
     fn respond(
         &self,
-        request: &AdmissionRequest<DynamicObject>,
+        request: &AdmissionRequest<ReviewedObject>,
         verdict: &Verdict,
     ) -> AdmissionResponse {
         let mut response = AdmissionResponse::from(request);
@@ -222,7 +224,10 @@ impl Admission {
     }
 
     /// Logs, counts and (outside dry-run requests) records Warn/DryRun violations.
-    fn report(&self, request: &AdmissionRequest<DynamicObject>, verdict: &Verdict) {
+    fn report(&self, request: &AdmissionRequest<ReviewedObject>, verdict: &Verdict) {
+        if verdict.violations.is_empty() {
+            return;
+        }
         let context = RequestContext {
             namespace: request.namespace.clone().unwrap_or_default(),
             kind: request.kind.kind.clone(),
@@ -269,7 +274,7 @@ fn deny(
 }
 
 /// The object's name, or its generateName prefix for pods not yet named.
-fn object_name(request: &AdmissionRequest<DynamicObject>) -> String {
+fn object_name(request: &AdmissionRequest<ReviewedObject>) -> String {
     if !request.name.is_empty() {
         return request.name.clone();
     }
@@ -282,11 +287,11 @@ fn object_name(request: &AdmissionRequest<DynamicObject>) -> String {
 }
 
 /// Body → request, with an error that says what is wrong.
-pub fn decode(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, BadReview> {
+pub fn decode(body: &[u8]) -> Result<AdmissionRequest<ReviewedObject>, BadReview> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(BadReview::Empty);
     }
-    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body).map_err(|e| {
+    let review: AdmissionReview<ReviewedObject> = serde_json::from_slice(body).map_err(|e| {
         if e.is_syntax() || e.is_eof() {
             BadReview::NotJson(e.to_string())
         } else {

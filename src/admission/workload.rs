@@ -121,12 +121,23 @@ where
 
 /// Every image an object of `kind` would run, in spec order.
 pub fn subjects(kind: WorkloadKind, object: &Value) -> Result<Vec<Subject>, WorkloadError> {
-    let mut spec = object;
-    for key in kind.pod_spec_path() {
-        spec = spec.get(key).ok_or_else(|| WorkloadError::MissingPodSpec {
-            kind: kind.as_str(),
-            path: kind.pod_spec_path().join("."),
-        })?;
+    subjects_in_spec(kind, object.get("spec"))
+}
+
+/// [`subjects`] given only the object's `spec` (`None` when it has none): what
+/// admission decodes of an object.
+pub fn subjects_in_spec(
+    kind: WorkloadKind,
+    spec: Option<&Value>,
+) -> Result<Vec<Subject>, WorkloadError> {
+    let missing = || WorkloadError::MissingPodSpec {
+        kind: kind.as_str(),
+        path: kind.pod_spec_path().join("."),
+    };
+    // Every pod spec path starts at `spec`.
+    let mut spec = spec.ok_or_else(missing)?;
+    for key in &kind.pod_spec_path()[1..] {
+        spec = spec.get(key).ok_or_else(missing)?;
     }
     let view = PodSpecView::deserialize(spec).map_err(|e| WorkloadError::ReadPodSpec {
         kind: kind.as_str(),

@@ -31,6 +31,8 @@ impl fmt::Display for FieldError {
 pub struct Pattern {
     text: String,
     matcher: GlobMatcher,
+    /// `*` (the default of `images`): matches everything, no regex to run.
+    everything: bool,
 }
 
 impl Pattern {
@@ -39,7 +41,7 @@ impl Pattern {
     }
 
     pub fn is_match(&self, candidate: &str) -> bool {
-        self.matcher.is_match(candidate)
+        self.everything || self.matcher.is_match(candidate)
     }
 }
 
@@ -228,6 +230,7 @@ fn compile_globs(
             .map(|g: Glob| g.compile_matcher());
         match built {
             Ok(matcher) => out.push(Pattern {
+                everything: text == "*",
                 text: text.clone(),
                 matcher,
             }),

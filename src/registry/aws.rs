@@ -368,10 +368,13 @@ impl Aws {
         let limit = deadline
             .saturating_duration_since(started)
             .min(self.call_timeout);
-        let timeouts = TimeoutConfig::builder()
-            .connect_timeout(limit)
-            .operation_timeout(limit)
-            .build();
+        // Only the operation timeout varies per call. The connect timeout is part
+        // of the HTTP client's connector settings: a different value per call
+        // made the SDK build (and keep) a new HTTPS connector, with its own root
+        // store and connection pool, for every call — 25+ KB and a fresh TLS
+        // connection per AWS call. The client-wide connect timeout (the lookup
+        // timeout) stays.
+        let timeouts = TimeoutConfig::builder().operation_timeout(limit).build();
         let result = match timeout_at(deadline, send(timeouts)).await {
             Ok(Ok(output)) => Ok(output),
             Ok(Err(e)) => Err(classify(&e, not_found_code)),

@@ -104,6 +104,13 @@ where
         }
     }
 
+    /// Stores `value` as if `fetch` had just answered it (fresh and stale).
+    /// Only for [`Registry::seed_for_bench`](super::Registry::seed_for_bench).
+    pub(crate) async fn insert(&self, key: K, value: V) {
+        self.stale.insert(key.clone(), value.clone()).await;
+        self.fresh.insert(key, value).await;
+    }
+
     /// The cached answer for `key`, or `fetch`'s answer, or — when `fetch` fails
     /// or the deadline passes — the last answer within the stale window.
     ///

@@ -198,6 +198,35 @@ impl Registry {
             .collect()
     }
 
+    /// Benchmarks only: stores `lookup` for `repo` as if AWS had just answered
+    /// it, in the caches a lookup fills (repository and key, fresh and stale),
+    /// so that the warm path can be measured without an AWS endpoint. Nothing
+    /// in ecr-guard calls it.
+    #[doc(hidden)]
+    pub async fn seed_for_bench(&self, repo: EcrRepository, lookup: RepositoryLookup) {
+        let record = match lookup {
+            RepositoryLookup::NotFound => RepositoryRecord::NotFound,
+            RepositoryLookup::Found(facts) => {
+                let kms_key = match facts.kms_key {
+                    None => KmsKey::None,
+                    Some(KeyLookup::Unknown { arn, .. }) if arn == UNNAMED_KEY_ARN => {
+                        KmsKey::Unnamed
+                    }
+                    Some(key) => {
+                        let arn = key.arn().to_owned();
+                        self.inner.keys.insert(arn.clone(), key).await;
+                        KmsKey::Arn(arn)
+                    }
+                };
+                RepositoryRecord::Found {
+                    encryption_type: facts.encryption_type,
+                    kms_key,
+                }
+            }
+        };
+        self.inner.repositories.insert(repo, record).await;
+    }
+
     async fn lookup_uninstrumented(&self, repo: &EcrRepository, deadline: Instant) -> Lookup {
         let record = self
             .inner

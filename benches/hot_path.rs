@@ -1,0 +1,206 @@
+//! Per-operation costs of the warm path, without network:
+//! - `image_parse`: one image reference → `ImageRef` (ECR or not);
+//! - `evaluate`: a 10-container Pod against 20 policies, facts in hand;
+//! - `review`: AdmissionReview bytes → decode → verdict (facts from the
+//!   registry's warm cache) → encoded response bytes, as `POST /validate` does.
+//!
+//! `cargo bench --bench hot_path`; under `cargo test --all-targets` each runs once.
+
+#[path = "fixtures/mod.rs"]
+mod fixtures;
+
+use std::collections::{BTreeMap, HashMap};
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use ecr_guard::admission::{Admission, Judge};
+use ecr_guard::inventory::{Inventory, StaticInventory};
+use ecr_guard::metrics::AdmissionMetrics;
+use ecr_guard::policy::{self, Options, Policy, Slot, Subject};
+use ecr_guard::registry::{Registry, RegistryConfig, RegistryMetrics};
+
+fn image_parse(c: &mut Criterion) {
+    let mut group = c.benchmark_group("image_parse");
+    group.throughput(Throughput::Elements(1));
+    let cases = [
+        ("ecr_tag", fixtures::ecr_image("payments/api", "1.4.2")),
+        (
+            "ecr_tag_and_digest",
+            format!(
+                "{}/platform/envoy:1.30@sha256:{}",
+                fixtures::ecr_host(),
+                "ab".repeat(32)
+            ),
+        ),
+        ("docker_hub_short", "nginx:1.27".to_string()),
+        (
+            "other_registry",
+            "quay.io/prometheus/statsd-exporter:v0.26.0".to_string(),
+        ),
+    ];
+    for (name, reference) in cases {
+        group.bench_function(name, |b| {
+            b.iter(|| ecr_guard::image::parse(black_box(&reference)))
+        });
+    }
+    group.finish();
+}
+
+fn compile(yaml: &str) -> Arc<[Policy]> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("policies.yaml");
+    std::fs::write(&path, yaml).expect("write policies");
+    let policies = ecr_guard::local::load_policies(&[path]).expect("bench policies load");
+    ecr_guard::inventory::compile_all(&policies)
+}
+
+fn evaluate(c: &mut Criterion) {
+    let policies = compile(&fixtures::many_policies(20));
+    assert!(
+        policies.iter().all(Policy::is_valid),
+        "bench policies valid"
+    );
+    let labels = BTreeMap::from([
+        ("compliance".to_string(), "regulated".to_string()),
+        ("env".to_string(), "prod".to_string()),
+        (
+            "kubernetes.io/metadata.name".to_string(),
+            "payments".to_string(),
+        ),
+    ]);
+    let containers = fixtures::ten_container_pod();
+    let subjects: Vec<Subject> = containers
+        .iter()
+        .map(|(name, image)| Subject::new(Slot::Container, name, image))
+        .collect();
+    let facts: HashMap<_, _> = fixtures::REPOSITORIES
+        .iter()
+        .map(|(name, enc)| (fixtures::repository(name), Ok(fixtures::facts(*enc))))
+        .collect();
+    let applicable = policy::applicable(&policies, &labels);
+    assert_eq!(applicable.len(), 20, "every bench policy applies");
+    let verdict = policy::evaluate(&applicable, &subjects, &facts, Options::default());
+    assert!(!verdict.is_denied(), "{:?}", verdict.denial_message());
+
+    let mut group = c.benchmark_group("evaluate");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("pod_10_containers_20_policies", |b| {
+        b.iter(|| {
+            let applicable = policy::applicable(black_box(&policies), black_box(&labels));
+            policy::evaluate(
+                &applicable,
+                black_box(&subjects),
+                &facts,
+                Options::default(),
+            )
+        })
+    });
+    group.bench_function("subjects_10_containers", |b| {
+        b.iter(|| {
+            black_box(&containers)
+                .iter()
+                .map(|(name, image)| Subject::new(Slot::Container, name, image))
+                .collect::<Vec<_>>()
+        })
+    });
+    group.finish();
+}
+
+/// A registry with no AWS behind it (nothing is fetched: its cache is seeded).
+fn warm_registry(runtime: &tokio::runtime::Runtime) -> Registry {
+    let sdk = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(aws_config::Region::new(fixtures::REGION))
+        .endpoint_url("http://127.0.0.1:9")
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "bench", "bench", None, None, "bench",
+        )))
+        .build();
+    let registry =
+        Registry::from_sdk_config(RegistryConfig::default(), &sdk, RegistryMetrics::default());
+    runtime.block_on(async {
+        for (name, enc) in fixtures::REPOSITORIES {
+            registry
+                .seed_for_bench(fixtures::repository(name), fixtures::facts(*enc))
+                .await;
+        }
+    });
+    registry
+}
+
+fn review(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let registry = warm_registry(&runtime);
+    let namespaces = fixtures::NAMESPACES
+        .iter()
+        .map(|spec| ecr_guard::local::parse_namespace_labels(spec).expect("namespace spec"))
+        .collect();
+    let inventory: Arc<dyn Inventory> = Arc::new(StaticInventory::new(
+        compile(&fixtures::load_test_policies()),
+        namespaces,
+    ));
+    let judge = Judge::new(
+        Arc::new(registry),
+        Options::default(),
+        Duration::from_secs(3),
+    );
+    let admission = Admission::new(inventory, judge, AdmissionMetrics::default());
+
+    let pods: [(&str, Vec<(String, String)>); 2] = [
+        (
+            "pod_1_container",
+            vec![("api".into(), fixtures::ecr_image("payments/api", "1.4"))],
+        ),
+        ("pod_10_containers", fixtures::ten_container_pod()),
+    ];
+    let mut group = c.benchmark_group("review");
+    group.throughput(Throughput::Elements(1));
+    for (name, containers) in pods {
+        let body = serde_json::to_vec(&fixtures::pod_review(
+            "2b0d8d62-5b8e-4c1a-9f57-1d2c3b4a5e6f",
+            "payments",
+            "api-7d9f8c6b5-x7k2p",
+            &containers,
+            0,
+        ))
+        .expect("encode review");
+        let answer = runtime
+            .block_on(admission.review_bytes(&body))
+            .expect("review");
+        assert!(
+            answer.verdict.is_some_and(|v| !v.is_denied()),
+            "the bench pod is allowed"
+        );
+        group.bench_function(format!("{name}_{}B", body.len()), |b| {
+            b.to_async(&runtime).iter_batched(
+                || body.clone(),
+                |body| {
+                    let admission = &admission;
+                    async move {
+                        let outcome = admission.review_bytes(&body).await.expect("review");
+                        serde_json::to_vec(&outcome.review).expect("encode")
+                    }
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = image_parse, evaluate, review
+}
+criterion_main!(benches);

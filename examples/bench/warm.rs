@@ -1,0 +1,88 @@
+//! The warm path over HTTPS: oha against ecr-guard and against the floor, same
+//! bodies, same settings, interleaved within each run.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+/// What one oha run measured.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Load {
+    /// Successful (HTTP 200) responses per second.
+    pub rps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// Requests that were not answered 200.
+    pub failed: u64,
+}
+
+pub struct Oha<'a> {
+    pub binary: &'a Path,
+    pub bodies: &'a Path,
+    pub duration: Duration,
+    pub concurrency: usize,
+}
+
+impl Oha<'_> {
+    /// Saturated (`rate: None`) or fixed-rate load on `url`.
+    pub fn run(&self, url: &str, rate: Option<u32>) -> Load {
+        let mut command = Command::new(self.binary);
+        command
+            .args(["--no-tui", "--output-format", "json", "--insecure"])
+            .args(["--http-version", "1.1"])
+            .args(["-z", &format!("{}ms", self.duration.as_millis())])
+            .args(["-c", &self.concurrency.to_string()])
+            .args(["-m", "POST", "-T", "application/json"])
+            .arg("-Z")
+            .arg(self.bodies);
+        if let Some(rate) = rate {
+            // Open-loop: requests are due at a fixed rate, and latency is
+            // counted from when each was due (no coordinated omission).
+            command
+                .args(["-q", &rate.to_string()])
+                .arg("--latency-correction");
+        }
+        command.arg(url);
+        let output = command.output().expect("run oha");
+        assert!(
+            output.status.success(),
+            "oha failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let json: serde_json::Value =
+            serde_json::from_slice(&output.stdout).expect("oha prints JSON");
+        let ok = json["statusCodeDistribution"]["200"].as_u64().unwrap_or(0);
+        let all: u64 = json["statusCodeDistribution"]
+            .as_object()
+            .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
+            .unwrap_or(0);
+        let errors: u64 = json["errorDistribution"]
+            .as_object()
+            .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
+            .unwrap_or(0);
+        let total_s = json["summary"]["total"].as_f64().unwrap_or(f64::NAN);
+        let latency = &json["metrics"]["latency_ms"];
+        Load {
+            rps: ok as f64 / total_s,
+            p50_ms: latency["p50"].as_f64().unwrap_or(f64::NAN),
+            p99_ms: latency["p99"].as_f64().unwrap_or(f64::NAN),
+            max_ms: latency["max"].as_f64().unwrap_or(f64::NAN),
+            failed: all - ok + errors,
+        }
+    }
+}
+
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.retain(|v| v.is_finite());
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}

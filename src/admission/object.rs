@@ -1,0 +1,94 @@
+//! The object under review, as far as ecr-guard reads it: its name and `spec`.
+//!
+//! The API server sends the whole object — managedFields, labels, annotations,
+//! status — several kilobytes per review. Decoding it into a `DynamicObject`
+//! (whose `#[serde(flatten)]` buffers the object once more before building a
+//! `serde_json::Value` of it) cost more than everything else ecr-guard does for a
+//! warm review. This type keeps `metadata.name`, `metadata.generateName` and
+//! `spec` (where every kind we judge keeps its pod spec), and skips the rest
+//! without building anything.
+
+use std::borrow::Cow;
+
+use kube::core::{ApiResource, DynamicResourceScope, ObjectMeta, Resource};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// An admitted object: what [`workload::subjects_in_spec`](super::workload::subjects_in_spec) needs.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(from = "ObjectView")]
+pub struct ReviewedObject {
+    /// Only `name` and `generateName` are kept.
+    pub metadata: ObjectMeta,
+    /// The object's `spec`; `None` when absent or null.
+    pub spec: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct ObjectView {
+    #[serde(default)]
+    metadata: Option<MetaView>,
+    #[serde(default)]
+    spec: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MetaView {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    generate_name: Option<String>,
+}
+
+impl From<ObjectView> for ReviewedObject {
+    fn from(view: ObjectView) -> Self {
+        let meta = view.metadata.unwrap_or(MetaView {
+            name: None,
+            generate_name: None,
+        });
+        Self {
+            metadata: ObjectMeta {
+                name: meta.name,
+                generate_name: meta.generate_name,
+                ..ObjectMeta::default()
+            },
+            spec: view.spec,
+        }
+    }
+}
+
+// `AdmissionRequest<T>` asks for a `Resource`; like `DynamicObject`, the type
+// information is carried at run time (unused here: nothing builds API URLs).
+impl Resource for ReviewedObject {
+    type DynamicType = ApiResource;
+    type Scope = DynamicResourceScope;
+
+    fn group(dt: &ApiResource) -> Cow<'_, str> {
+        dt.group.as_str().into()
+    }
+
+    fn version(dt: &ApiResource) -> Cow<'_, str> {
+        dt.version.as_str().into()
+    }
+
+    fn kind(dt: &ApiResource) -> Cow<'_, str> {
+        dt.kind.as_str().into()
+    }
+
+    fn api_version(dt: &ApiResource) -> Cow<'_, str> {
+        dt.api_version.as_str().into()
+    }
+
+    fn plural(dt: &ApiResource) -> Cow<'_, str> {
+        dt.plural.as_str().into()
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
