@@ -4,7 +4,7 @@
 CARGO ?= cargo
 PYTHON := .venv/bin/python
 
-.PHONY: all tools build demo test lint unit manifests bench soak clean
+.PHONY: all tools build demo test lint unit fuzz-build manifests bench soak clean
 
 all: build
 
@@ -19,8 +19,8 @@ build:
 demo: tools build
 	$(PYTHON) scripts/demo.py --binary "$$($(CARGO) metadata --format-version 1 --no-deps | $(PYTHON) -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/ecr-guard"
 
-## test: formatting, lints, unit + integration tests (moto, HTTPS, chart)
-test: tools lint unit
+## test: formatting, lints, unit + integration tests (moto, HTTPS, chart), fuzz targets build
+test: tools lint unit fuzz-build
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -28,6 +28,18 @@ lint:
 
 unit:
 	$(CARGO) test --locked --all-targets
+
+## fuzz-build: the cargo-fuzz targets compile (running them: see fuzz/README.md)
+fuzz-build:
+	$(CARGO) build --locked --manifest-path fuzz/Cargo.toml
+
+## soak: the full soak (20,000 reviews, concurrency 64, 20% of AWS calls faulted)
+soak: tools
+	ECR_GUARD_SOAK_REVIEWS=20000 $(CARGO) test --locked --release --test soak -- --nocapture
+
+## bench: criterion micro-benchmarks + HTTPS load test vs a floor server, cold path, memory, start-up
+bench: tools
+	bash scripts/bench.sh $(BENCH_ARGS)
 
 ## manifests: regenerate the CRD (chart + manifests/) and manifests/install.yaml
 manifests:
