@@ -57,9 +57,16 @@ impl Oha<'_> {
             .as_object()
             .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
             .unwrap_or(0);
+        // Requests still in flight when the duration ends are reported as
+        // "aborted due to deadline": not failures of the server.
         let errors: u64 = json["errorDistribution"]
             .as_object()
-            .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
+            .map(|m| {
+                m.iter()
+                    .filter(|(error, _)| !error.contains("deadline"))
+                    .filter_map(|(_, v)| v.as_u64())
+                    .sum()
+            })
             .unwrap_or(0);
         let total_s = json["summary"]["total"].as_f64().unwrap_or(f64::NAN);
         let latency = &json["metrics"]["latency_ms"];
