@@ -362,3 +362,27 @@ fn fuzz_found_a_docker_hub_name_too_long_once_normalised() {
         "{err}"
     );
 }
+
+/// A real one: `host:PORT:443` parsed (the `:443` dropped, leaving a host with a
+/// port), and for an ECR host that meant "not ECR" — admitted under
+/// `nonEcrImages: Allow`. Two ports are now an invalid reference: denied.
+#[test]
+fn fuzz_found_a_host_with_two_ports_which_is_now_invalid() {
+    let input = include_str!("data/fuzz-regressions/image_parse-two-ports");
+    assert!(image::parse(input).is_err(), "{input}");
+    for written in [
+        format!("{ECR}:5000:443/team/plain:1"),
+        format!("{}:1:443/team/plain:1", ECR.to_uppercase()),
+    ] {
+        let err = image::parse(&written).unwrap_err().to_string();
+        assert!(err.contains("more than one port"), "{written}: {err}");
+    }
+    // One port and plain ECR hosts are unaffected.
+    assert!(
+        image::parse(&format!("{ECR}:443/team/plain:1"))
+            .unwrap()
+            .ecr_repository()
+            .is_some()
+    );
+    assert!(image::parse("registry.example:5000/team/app:1").is_ok());
+}
