@@ -235,6 +235,12 @@ fn canonical_host(host: &str) -> Result<String, String> {
         // Not a port at all: leave it for the grammar to reject.
         return Ok(host);
     }
+    // `host:5000:443` has two ports; dropping the `:443` would leave a host
+    // with a port the grammar then accepts (found by fuzzing). An IPv6 literal
+    // (`[::1]:5000`) keeps its colons inside brackets.
+    if name.contains(':') && !name.ends_with(']') {
+        return Err("the host has more than one port".to_owned());
+    }
     match port.parse::<u16>() {
         Ok(443) => Ok(name.to_owned()),
         Ok(number) if number > 0 => Ok(format!("{name}:{number}")),

@@ -317,3 +317,72 @@ proptest! {
         prop_assert!(response.result.message.contains(&bad_image), "{}", response.result.message);
     }
 }
+
+// --- inputs the fuzzers found (fuzz/README.md) --------------------------------
+//
+// Both made the image_parse target's own assertions fail, not ecr-guard: the
+// 255-character name limit counts the name as written, so a longer spelling of
+// the same image (`:443`, `docker.io/`) can be refused as too long. Refused
+// means denied (fails closed), never taken for a non-ECR image.
+
+#[test]
+fn fuzz_found_a_name_too_long_once_respelled_which_is_refused_not_reclassified() {
+    let input = include_str!("data/fuzz-regressions/image_parse-length-after-respelling");
+    assert!(image::parse(input).is_ok());
+    let respelled = format!("DOCKER.IO:443/library/{input}:latest");
+    let err = image::parse(&respelled).unwrap_err().to_string();
+    assert!(
+        err.contains("must not be more than 255 characters"),
+        "{err}"
+    );
+
+    // The same with an ECR host: at the limit it is ECR; one port spelling
+    // longer it is refused, never "not ECR".
+    let path = "a".repeat(255 - ECR.len() - 1);
+    let at_limit = image::parse(&format!("{ECR}/{path}:1")).unwrap();
+    assert!(at_limit.ecr_repository().is_some());
+    let err = image::parse(&format!("{}:443/{path}:1", ECR.to_uppercase())).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("must not be more than 255 characters"),
+        "{err}"
+    );
+}
+
+#[test]
+fn fuzz_found_a_docker_hub_name_too_long_once_normalised() {
+    let input = include_str!("data/fuzz-regressions/image_parse-length-after-normalising");
+    let parsed = image::parse(input).unwrap();
+    assert!(parsed.ecr_repository().is_none());
+    assert!(parsed.name.starts_with("docker.io/"));
+    let err = image::parse(&parsed.name).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("must not be more than 255 characters"),
+        "{err}"
+    );
+}
+
+/// A real one: `host:PORT:443` parsed (the `:443` dropped, leaving a host with a
+/// port), and for an ECR host that meant "not ECR" — admitted under
+/// `nonEcrImages: Allow`. Two ports are now an invalid reference: denied.
+#[test]
+fn fuzz_found_a_host_with_two_ports_which_is_now_invalid() {
+    let input = include_str!("data/fuzz-regressions/image_parse-two-ports");
+    assert!(image::parse(input).is_err(), "{input}");
+    for written in [
+        format!("{ECR}:5000:443/team/plain:1"),
+        format!("{}:1:443/team/plain:1", ECR.to_uppercase()),
+    ] {
+        let err = image::parse(&written).unwrap_err().to_string();
+        assert!(err.contains("more than one port"), "{written}: {err}");
+    }
+    // One port and plain ECR hosts are unaffected.
+    assert!(
+        image::parse(&format!("{ECR}:443/team/plain:1"))
+            .unwrap()
+            .ecr_repository()
+            .is_some()
+    );
+    assert!(image::parse("registry.example:5000/team/app:1").is_ok());
+}

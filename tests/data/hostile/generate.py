@@ -141,6 +141,7 @@ def cases():
     c["image-punycode-host-lenient"] = dump(pod("123456789012.dkr.ecr.us-east-1.xn--amazonws-8zf.com/team/plain:1", namespace="lenient"))
     c["image-suffix-lookalike-host-lenient"] = dump(pod(f"{ECR}.evil.example/team/plain:1", namespace="lenient"))
     c["image-trailing-dot-host-lenient"] = dump(pod(PLAIN.replace(ECR, ECR + "."), namespace="lenient"))
+    c["image-two-ports-ecr-lenient"] = dump(pod(f"{ECR}:5000:443/team/plain:1", namespace="lenient"))
     c["image-userinfo-host"] = dump(pod(f"user@{ECR}/team/plain:1", namespace="lenient"))
     c["image-newline"] = dump(pod(PLAIN + "\nnginx"))
     c["image-tab-and-nul"] = dump(pod("\t" + PLAIN + "\u0000"))
