@@ -92,3 +92,42 @@ impl Resource for ReviewedObject {
         &mut self.metadata
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn keeps_the_name_and_spec_and_skips_the_rest() {
+        let object: ReviewedObject = serde_json::from_value(json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "web-1",
+                "generateName": "web-",
+                "labels": {"app": "web"},
+                "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]
+            },
+            "spec": {"containers": [{"name": "app", "image": "nginx"}]},
+            "status": {"phase": "Pending"}
+        }))
+        .expect("a Pod decodes");
+        assert_eq!(object.metadata.name.as_deref(), Some("web-1"));
+        assert_eq!(object.metadata.generate_name.as_deref(), Some("web-"));
+        assert!(object.metadata.labels.is_none());
+        assert!(object.metadata.managed_fields.is_none());
+        assert_eq!(
+            object.spec.expect("spec kept")["containers"][0]["image"],
+            "nginx"
+        );
+    }
+
+    #[test]
+    fn an_object_without_metadata_or_spec_decodes() {
+        let object: ReviewedObject =
+            serde_json::from_value(json!({"kind": "Pod"})).expect("decodes");
+        assert!(object.metadata.name.is_none());
+        assert!(object.spec.is_none());
+    }
+}
