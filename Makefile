@@ -39,7 +39,7 @@ soak: tools
 
 ## bench: criterion micro-benchmarks + HTTPS load test vs a floor server, cold path, memory, start-up
 bench: tools
-	bash scripts/bench.sh $(BENCH_ARGS)
+	CARGO="$(CARGO)" bash scripts/bench.sh $(BENCH_ARGS)
 
 ## manifests: regenerate the CRD (chart + manifests/) and manifests/install.yaml
 manifests:
