@@ -30,8 +30,10 @@ const DEFAULT_REVIEWS: usize = 2_500;
 const FAULT_PERCENT: u64 = 20;
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(1);
 /// Beyond the lookup timeout: queueing behind 63 other clients, TLS and JSON on
-/// a 2-core machine shared with other work. A correctness bound, not a target.
-const MARGIN: Duration = Duration::from_millis(1500);
+/// a 2-core machine shared with other work. A correctness bound, not a target:
+/// quiet runs stay under 1.5 s in all; 2.5 s was seen with compilers running
+/// beside it, so the bound is 1 s + 3 s — still far inside the webhook's 10 s.
+const MARGIN: Duration = Duration::from_millis(3000);
 
 const SECURE_REPOS: usize = 12;
 const PLAIN_REPOS: usize = 6;
