@@ -20,7 +20,7 @@ demo: tools build
 	$(PYTHON) scripts/demo.py --binary "$$($(CARGO) metadata --format-version 1 --no-deps | $(PYTHON) -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/ecr-guard"
 
 ## test: formatting, lints, unit + integration tests (moto, HTTPS, chart), fuzz targets build
-test: tools lint unit fuzz-build
+test: tools lint fuzz-build unit
 
 lint:
 	$(CARGO) fmt --all -- --check
