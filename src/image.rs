@@ -318,10 +318,7 @@ fn describe(error: &ParseError) -> String {
 }
 
 fn shorten(reference: &str) -> String {
-    match reference.char_indices().nth(MAX_REFERENCE_IN_ERROR) {
-        Some((cut, _)) => format!("{}…", &reference[..cut]),
-        None => reference.to_owned(),
-    }
+    crate::text::ellipsize(reference, MAX_REFERENCE_IN_ERROR)
 }
 
 #[cfg(test)]

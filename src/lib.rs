@@ -15,4 +15,5 @@ pub mod policy;
 pub mod registry;
 pub mod run;
 pub mod server;
+pub mod text;
 pub mod tls;

@@ -116,17 +116,12 @@ fn shorten_key_arns(text: &str) -> String {
         .join(" ")
 }
 
-fn truncate(mut text: String, width: usize) -> String {
+/// At most `width` characters in all, the last one `…` when cut.
+fn truncate(text: String, width: usize) -> String {
     if text.chars().count() <= width {
         return text;
     }
-    let cut = text
-        .char_indices()
-        .nth(width - 1)
-        .map_or(text.len(), |(i, _)| i);
-    text.truncate(cut);
-    text.push('…');
-    text
+    crate::text::ellipsize(&text, width - 1)
 }
 
 /// How to fix a problem. Equal hints are shown once.

@@ -137,10 +137,7 @@ fn error_chain(error: &(dyn StdError + 'static)) -> String {
 }
 
 fn truncate(message: &str) -> String {
-    match message.char_indices().nth(MAX_MESSAGE_LEN) {
-        Some((cut, _)) => format!("{}…", &message[..cut]),
-        None => message.to_owned(),
-    }
+    crate::text::ellipsize(message, MAX_MESSAGE_LEN)
 }
 
 #[cfg(test)]
