@@ -185,12 +185,12 @@ impl Admission {
             return Err("the request carries no object".to_string());
         };
         let new =
-            workload::subjects_in_spec(kind, object.spec.as_ref()).map_err(|e| e.to_string())?;
+            workload::subjects_in_spec(kind, object.spec.as_deref()).map_err(|e| e.to_string())?;
         match (&request.operation, &request.old_object) {
             (Operation::Update, Some(old)) => {
                 // An old object we cannot read means we cannot tell what changed:
                 // judge everything.
-                let old = workload::subjects_in_spec(kind, old.spec.as_ref()).unwrap_or_default();
+                let old = workload::subjects_in_spec(kind, old.spec.as_deref()).unwrap_or_default();
                 Ok(Some(workload::changed(new, &old)))
             }
             _ => Ok(Some(new)),

@@ -2,10 +2,13 @@
 //!
 //! Only the image fields are read, through small serde views: a full typed decode
 //! (k8s-openapi's Pod, Deployment, …) would cost more per review and would reject
-//! objects over fields we never look at.
+//! objects over fields we never look at. The views read from a `serde_json::Value`
+//! (manifests given to `check`) or straight from the review's raw JSON (admission:
+//! no `Value` is built on the warm path), with the same errors.
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::policy::{Slot, Subject};
 
@@ -58,12 +61,28 @@ impl WorkloadKind {
     }
 
     /// Where the pod spec sits in an object of this kind.
-    fn pod_spec_path(self) -> &'static [&'static str] {
+    fn pod_spec_path(self) -> &'static str {
         match self {
-            Self::Pod => &["spec"],
-            Self::CronJob => &["spec", "jobTemplate", "spec", "template", "spec"],
-            _ => &["spec", "template", "spec"],
+            Self::Pod => "spec",
+            Self::CronJob => "spec.jobTemplate.spec.template.spec",
+            _ => "spec.template.spec",
         }
+    }
+
+    /// The pod spec inside this kind's `spec`; `None` when a step of the path is
+    /// missing or null.
+    fn pod_spec<'de, D: Deserializer<'de>>(self, spec: D) -> Result<Option<PodSpecView>, D::Error> {
+        Ok(match self {
+            Self::Pod => Some(PodSpecView::deserialize(spec)?),
+            Self::CronJob => CronJobSpecView::deserialize(spec)?
+                .job_template
+                .and_then(|job| job.spec)
+                .and_then(|job| job.template)
+                .and_then(|template| template.spec),
+            _ => TemplatedSpecView::deserialize(spec)?
+                .template
+                .and_then(|template| template.spec),
+        })
     }
 }
 
@@ -73,6 +92,33 @@ pub enum WorkloadError {
     MissingPodSpec { kind: &'static str, path: String },
     #[error("failed to read the pod spec of {kind}: {reason}")]
     ReadPodSpec { kind: &'static str, reason: String },
+}
+
+/// `spec` of Deployment, StatefulSet, DaemonSet, ReplicaSet, Job and
+/// ReplicationController, and `spec.jobTemplate.spec` of a CronJob.
+#[derive(Deserialize)]
+struct TemplatedSpecView {
+    #[serde(default)]
+    template: Option<PodTemplateView>,
+}
+
+#[derive(Deserialize)]
+struct PodTemplateView {
+    #[serde(default)]
+    spec: Option<PodSpecView>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CronJobSpecView {
+    #[serde(default)]
+    job_template: Option<JobTemplateView>,
+}
+
+#[derive(Deserialize)]
+struct JobTemplateView {
+    #[serde(default)]
+    spec: Option<TemplatedSpecView>,
 }
 
 #[derive(Deserialize, Default)]
@@ -121,28 +167,40 @@ where
 
 /// Every image an object of `kind` would run, in spec order.
 pub fn subjects(kind: WorkloadKind, object: &Value) -> Result<Vec<Subject>, WorkloadError> {
-    subjects_in_spec(kind, object.get("spec"))
+    read(kind, object.get("spec").filter(|spec| !spec.is_null()))
 }
 
-/// [`subjects`] given only the object's `spec` (`None` when it has none): what
-/// admission decodes of an object.
+/// [`subjects`] given only the object's raw `spec` (`None` when it has none):
+/// what admission decodes of an object.
 pub fn subjects_in_spec(
     kind: WorkloadKind,
-    spec: Option<&Value>,
+    spec: Option<&RawValue>,
+) -> Result<Vec<Subject>, WorkloadError> {
+    match spec {
+        Some(raw) => read(
+            kind,
+            Some(&mut serde_json::Deserializer::from_str(raw.get())),
+        ),
+        None => read(kind, None::<&Value>),
+    }
+}
+
+fn read<'de, D: Deserializer<'de>>(
+    kind: WorkloadKind,
+    spec: Option<D>,
 ) -> Result<Vec<Subject>, WorkloadError> {
     let missing = || WorkloadError::MissingPodSpec {
         kind: kind.as_str(),
-        path: kind.pod_spec_path().join("."),
+        path: kind.pod_spec_path().to_string(),
     };
-    // Every pod spec path starts at `spec`.
-    let mut spec = spec.ok_or_else(missing)?;
-    for key in &kind.pod_spec_path()[1..] {
-        spec = spec.get(key).ok_or_else(missing)?;
-    }
-    let view = PodSpecView::deserialize(spec).map_err(|e| WorkloadError::ReadPodSpec {
-        kind: kind.as_str(),
-        reason: e.to_string(),
-    })?;
+    let spec = spec.ok_or_else(missing)?;
+    let view = kind
+        .pod_spec(spec)
+        .map_err(|e| WorkloadError::ReadPodSpec {
+            kind: kind.as_str(),
+            reason: e.to_string(),
+        })?
+        .ok_or_else(missing)?;
     Ok(from_view(view))
 }
 
@@ -246,6 +304,39 @@ mod tests {
             names(&subjects(kind, &object).unwrap()),
             vec![(Slot::Container, "a", "x")]
         );
+    }
+
+    /// What admission reads from raw JSON is what `check` reads from a `Value`.
+    #[rstest]
+    #[case(WorkloadKind::Pod, json!({"spec": {"initContainers": [{"name": "i", "image": "a"}], "containers": [{"name": "c", "image": "b\tc"}], "volumes": [{"name": "v", "image": {"reference": "c"}}]}}))]
+    #[case(WorkloadKind::Deployment, json!({"spec": {"replicas": 2, "template": {"metadata": {}, "spec": {"containers": [{"name": "a", "image": "x"}]}}}}))]
+    #[case(WorkloadKind::CronJob, json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x"}]}}}}}}))]
+    #[case(WorkloadKind::Deployment, json!({"spec": {}}))]
+    #[case(WorkloadKind::Deployment, json!({"spec": {"template": null}}))]
+    #[case(WorkloadKind::CronJob, json!({"spec": {"jobTemplate": []}}))]
+    #[case(WorkloadKind::Pod, json!({"spec": {"containers": "nginx"}}))]
+    #[case(WorkloadKind::Pod, json!({"spec": {"containers": [{"name": "a", "image": 7}]}}))]
+    #[case(WorkloadKind::Pod, json!({"spec": null}))]
+    #[case(WorkloadKind::Pod, json!({}))]
+    fn raw_json_and_value_read_the_same(#[case] kind: WorkloadKind, #[case] object: Value) {
+        let from_value = subjects(kind, &object);
+        let raw = object
+            .get("spec")
+            .filter(|spec| !spec.is_null())
+            .map(|spec| RawValue::from_string(spec.to_string()).unwrap());
+        let from_raw = subjects_in_spec(kind, raw.as_deref());
+        match (&from_value, &from_raw) {
+            (Ok(a), Ok(b)) => assert_eq!(names(a), names(b)),
+            (Err(WorkloadError::MissingPodSpec { .. }), Err(_))
+            | (Err(WorkloadError::ReadPodSpec { .. }), Err(_)) => {
+                assert_eq!(
+                    std::mem::discriminant(from_value.as_ref().unwrap_err()),
+                    std::mem::discriminant(from_raw.as_ref().unwrap_err()),
+                    "{from_value:?} vs {from_raw:?}"
+                );
+            }
+            _ => panic!("{from_value:?} vs {from_raw:?}"),
+        }
     }
 
     #[test]
