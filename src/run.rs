@@ -31,8 +31,10 @@ pub fn init_tracing(log: &LogArgs) {
         );
         tracing_subscriber::EnvFilter::new("info")
     });
+    // Colours only for a terminal: escape codes in a log file or collector are noise.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match log.log_format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
