@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::future::Future;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use aws_config::SdkConfig;
@@ -59,7 +59,9 @@ pub(crate) enum RepositoryRecord {
 pub(crate) enum KmsKey {
     /// AES256: no KMS key.
     None,
-    Arn(String),
+    /// Shared by the records of every repository using the key (see
+    /// `Registry::share_arn`): 100,000 repositories often use a handful of keys.
+    Arn(Arc<str>),
     /// KMS or KMS_DSSE without a `kmsKey`. Real ECR reports the ARN of the
     /// AWS-managed `aws/ecr` key; moto leaves it out for KMS_DSSE.
     Unnamed,
@@ -207,7 +209,7 @@ impl Aws {
         };
         let kms_key = match (encryption_type, config.kms_key()) {
             (EncryptionType::Aes256, _) => KmsKey::None,
-            (_, Some(arn)) if !arn.is_empty() => KmsKey::Arn(arn.to_owned()),
+            (_, Some(arn)) if !arn.is_empty() => KmsKey::Arn(arn.into()),
             (_, _) => KmsKey::Unnamed,
         };
         Ok(RepositoryRecord::Found {

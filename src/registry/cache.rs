@@ -1,12 +1,15 @@
 //! A coalescing, stale-if-error cache in front of an AWS lookup.
 //!
-//! Two moka caches per kind of fact:
-//! - `fresh` holds answers for their TTL (positive answers for `cache_ttl`,
-//!   negative ones, "not found"/"unknown key", for `negative_cache_ttl`).
-//!   Misses go through `try_get_with`, so concurrent misses for one key make one
-//!   AWS call, and errors are never stored.
-//! - `stale` holds the same answers for `stale_ttl` longer. It is read only when
-//!   a refresh fails, to serve the last known answer instead of the failure.
+//! One moka cache per kind of fact holds each answer with the instant it stops
+//! being fresh: `cache_ttl` for positive answers, `negative_cache_ttl` for
+//! negative ones ("not found", "unknown key"). moka keeps it `stale_ttl` longer,
+//! so that when the refresh of an expired answer fails, the last known answer
+//! can be served instead of the failure. Errors are never stored.
+//!
+//! Concurrent fetches of one key are coalesced by `try_get_with` on a second,
+//! always-empty moka cache (`in_flight`): it stores nothing that can be read
+//! (time to live zero), so only its "one init, every caller waits for it" part
+//! is used, and an answer lives in one place only.
 
 use std::future::Future;
 use std::hash::Hash;
@@ -23,11 +26,21 @@ use super::metrics::{CacheName, CacheResult, RegistryMetrics};
 /// How long past the deadline a fetch may run before it is cut off.
 const FETCH_GRACE: Duration = Duration::from_millis(250);
 
-/// How long an answer lives, depending on whether it is a negative one.
+/// How long an answer is fresh, depending on whether it is a negative one.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Ttl {
     pub positive: Duration,
     pub negative: Duration,
+}
+
+impl Ttl {
+    fn of(&self, value: &impl Answer) -> Duration {
+        if value.is_negative() {
+            self.negative
+        } else {
+            self.positive
+        }
+    }
 }
 
 /// Answers that may be negative ("not found"), which are cached more briefly.
@@ -35,45 +48,59 @@ pub(crate) trait Answer: Clone + Send + Sync + 'static {
     fn is_negative(&self) -> bool;
 }
 
-/// Per-entry expiry: the TTL of the answer plus `extra` (zero for the fresh
-/// cache, `stale_ttl` for the stale one). Applied on insert *and* on update,
-/// since a refresh overwrites an entry that moka may still hold.
-struct ExpireAfterWrite {
-    ttl: Ttl,
-    extra: Duration,
+/// An answer and the instant it stops being fresh.
+#[derive(Clone)]
+struct Stored<V> {
+    value: V,
+    fresh_until: StdInstant,
 }
 
-impl ExpireAfterWrite {
-    fn duration<V: Answer>(&self, value: &V) -> Duration {
-        let ttl = if value.is_negative() {
-            self.ttl.negative
-        } else {
-            self.ttl.positive
-        };
-        ttl.saturating_add(self.extra)
+impl<V: Answer> Stored<V> {
+    fn new(value: V, ttl: Ttl) -> Self {
+        let fresh_until = StdInstant::now() + ttl.of(&value);
+        Self { value, fresh_until }
+    }
+
+    fn is_fresh(&self) -> bool {
+        StdInstant::now() < self.fresh_until
     }
 }
 
-impl<K, V: Answer> Expiry<K, V> for ExpireAfterWrite {
-    fn expire_after_create(&self, _: &K, value: &V, _: StdInstant) -> Option<Duration> {
-        Some(self.duration(value))
+/// Per-entry expiry: the answer's TTL plus the stale window. Applied on insert
+/// *and* on update, since a refresh overwrites an entry that is still held.
+struct FreshThenStale {
+    ttl: Ttl,
+    stale_ttl: Duration,
+}
+
+impl FreshThenStale {
+    fn duration<V: Answer>(&self, stored: &Stored<V>) -> Duration {
+        self.ttl.of(&stored.value).saturating_add(self.stale_ttl)
+    }
+}
+
+impl<K, V: Answer> Expiry<K, Stored<V>> for FreshThenStale {
+    fn expire_after_create(&self, _: &K, stored: &Stored<V>, _: StdInstant) -> Option<Duration> {
+        Some(self.duration(stored))
     }
 
     fn expire_after_update(
         &self,
         _: &K,
-        value: &V,
+        stored: &Stored<V>,
         _: StdInstant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        Some(self.duration(value))
+        Some(self.duration(stored))
     }
 }
 
 pub(crate) struct FactCache<K, V> {
     name: CacheName,
-    fresh: Cache<K, V>,
-    stale: Cache<K, V>,
+    ttl: Ttl,
+    answers: Cache<K, Stored<V>>,
+    /// Only for `try_get_with`: what it stores expires at once.
+    in_flight: Cache<K, V>,
     metrics: RegistryMetrics,
 }
 
@@ -89,30 +116,41 @@ where
         max_entries: u64,
         metrics: RegistryMetrics,
     ) -> Self {
-        let build = |extra: Duration| {
-            Cache::builder()
-                .name(name.as_str())
-                .max_capacity(max_entries)
-                .expire_after(ExpireAfterWrite { ttl, extra })
-                .build()
-        };
         Self {
             name,
-            fresh: build(Duration::ZERO),
-            stale: build(stale_ttl),
+            ttl,
+            answers: Cache::builder()
+                .name(name.as_str())
+                .max_capacity(max_entries)
+                .expire_after(FreshThenStale { ttl, stale_ttl })
+                .build(),
+            in_flight: Cache::builder()
+                .max_capacity(max_entries)
+                .time_to_live(Duration::ZERO)
+                .build(),
             metrics,
         }
     }
 
-    /// Stores `value` as if `fetch` had just answered it (fresh and stale).
+    /// Stores `value` as if a fetch had just answered it.
     /// Only for [`Registry::seed_for_bench`](super::Registry::seed_for_bench).
     pub(crate) async fn insert(&self, key: K, value: V) {
-        self.stale.insert(key.clone(), value.clone()).await;
-        self.fresh.insert(key, value).await;
+        self.answers.insert(key, Stored::new(value, self.ttl)).await;
     }
 
-    /// The cached answer for `key`, or `fetch`'s answer, or — when `fetch` fails
-    /// or the deadline passes — the last answer within the stale window.
+    /// The stored answer for `key`, fresh or not, without fetching or counting
+    /// a request.
+    pub(crate) async fn peek<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.answers.get(key).await.map(|stored| stored.value)
+    }
+
+    /// The fresh answer for `key`, or `fetch`'s answer, or — when `fetch` fails
+    /// or the deadline passes — the expired answer if it is within the stale
+    /// window.
     ///
     /// `fetch` runs in its own task so that a caller giving up at its deadline
     /// does not cancel the call other callers are waiting on (moka would then
@@ -126,30 +164,16 @@ where
     where
         F: Future<Output = Result<V, LookupFailure>> + Send + 'static,
     {
-        if let Some(value) = self.fresh.get(key).await {
-            self.metrics.cache_request(self.name, CacheResult::Hit);
-            return Ok(value);
-        }
+        let expired = match self.answers.get(key).await {
+            Some(stored) if stored.is_fresh() => {
+                self.metrics.cache_request(self.name, CacheResult::Hit);
+                return Ok(stored.value);
+            }
+            stored => stored.map(|stored| stored.value),
+        };
 
-        let fresh = self.fresh.clone();
-        let stale = self.stale.clone();
-        let owned_key = key.clone();
-        let fetch = fetch();
-        let coalesced = tokio::spawn(async move {
-            let stale_key = owned_key.clone();
-            fresh
-                .try_get_with(owned_key, async move {
-                    // A safety net: `fetch` gives up at the deadline itself (and
-                    // records why); this only stops a task that would not.
-                    let value = timeout_at(deadline + FETCH_GRACE, fetch)
-                        .await
-                        .unwrap_or(Err(LookupFailure::Timeout))?;
-                    stale.insert(stale_key, value.clone()).await;
-                    Ok::<_, LookupFailure>(value)
-                })
-                .await
-        });
-        let failure = match timeout_at(deadline, coalesced).await {
+        let fetched = tokio::spawn(self.fetch_once(key.clone(), deadline, fetch()));
+        let failure = match timeout_at(deadline, fetched).await {
             Ok(Ok(Ok(value))) => {
                 self.metrics.cache_request(self.name, CacheResult::Miss);
                 return Ok(value);
@@ -161,7 +185,7 @@ where
             Err(_elapsed) => LookupFailure::Timeout,
         };
 
-        if let Some(value) = self.stale.get(key).await {
+        if let Some(value) = expired {
             self.metrics.cache_request(self.name, CacheResult::Stale);
             tracing::debug!(
                 cache = self.name.as_str(),
@@ -172,6 +196,43 @@ where
         }
         self.metrics.cache_request(self.name, CacheResult::Miss);
         Err(failure)
+    }
+
+    /// Runs `fetch` and stores its answer, unless another caller's fetch of
+    /// `key` is running (then its outcome is shared) or has just stored a fresh
+    /// answer (then that is returned).
+    fn fetch_once<F>(
+        &self,
+        key: K,
+        deadline: Instant,
+        fetch: F,
+    ) -> impl Future<Output = Result<V, Arc<LookupFailure>>> + Send + 'static
+    where
+        F: Future<Output = Result<V, LookupFailure>> + Send + 'static,
+    {
+        let answers = self.answers.clone();
+        let in_flight = self.in_flight.clone();
+        let ttl = self.ttl;
+        async move {
+            in_flight
+                .try_get_with(key.clone(), async move {
+                    // This caller found no fresh answer, but another caller's
+                    // fetch may have stored one since.
+                    if let Some(stored) = answers.get(&key).await
+                        && stored.is_fresh()
+                    {
+                        return Ok(stored.value);
+                    }
+                    // A safety net: `fetch` gives up at the deadline itself (and
+                    // records why); this only stops a task that would not.
+                    let value = timeout_at(deadline + FETCH_GRACE, fetch)
+                        .await
+                        .unwrap_or(Err(LookupFailure::Timeout))?;
+                    answers.insert(key, Stored::new(value.clone(), ttl)).await;
+                    Ok(value)
+                })
+                .await
+        }
     }
 }
 
@@ -289,9 +350,9 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
-    #[tokio::test]
-    async fn an_expired_answer_is_served_when_the_refresh_fails_within_the_stale_window() {
-        let cache = FactCache::new(
+    /// Answers fresh for 100 ms, then stale for 1 s.
+    fn quickly_stale(metrics: &RegistryMetrics) -> FactCache<&'static str, Fact> {
+        FactCache::new(
             CacheName::Repository,
             Ttl {
                 positive: Duration::from_millis(100),
@@ -299,8 +360,26 @@ mod tests {
             },
             Duration::from_millis(1000),
             100,
-            RegistryMetrics::default(),
-        );
+            metrics.clone(),
+        )
+    }
+
+    /// How many repository cache requests `metrics` counted with `result`.
+    fn requests(metrics: &RegistryMetrics, result: &str) -> u64 {
+        let mut registry = prometheus_client::registry::Registry::default();
+        metrics.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let series =
+            format!(r#"ecr_guard_cache_requests_total{{cache="repository",result="{result}"}} "#);
+        text.lines()
+            .find_map(|line| line.strip_prefix(&series))
+            .map_or(0, |count| count.parse().unwrap())
+    }
+
+    #[tokio::test]
+    async fn an_expired_answer_is_served_when_the_refresh_fails_within_the_stale_window() {
+        let cache = quickly_stale(&RegistryMetrics::default());
         let calls = Arc::new(AtomicUsize::new(0));
         cache
             .get(&"repo", soon(), fetch(&calls, Ok(Fact::Found(1))))
@@ -346,5 +425,99 @@ mod tests {
         assert_eq!(impatient, Err(LookupFailure::Timeout));
         assert_eq!(patient, Ok(Fact::Found(7)));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn an_expired_answer_is_refreshed_once_for_concurrent_callers_and_not_served() {
+        let metrics = RegistryMetrics::default();
+        let cache = quickly_stale(&metrics);
+        let calls = Arc::new(AtomicUsize::new(0));
+        cache
+            .get(&"repo", soon(), fetch(&calls, Ok(Fact::Found(1))))
+            .await
+            .ok();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        let answers = futures::future::join_all(
+            (0..20).map(|_| cache.get(&"repo", soon(), fetch(&calls, Ok(Fact::Found(2))))),
+        )
+        .await;
+        assert!(answers.iter().all(|a| a == &Ok(Fact::Found(2))));
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "one refresh");
+        assert_eq!(requests(&metrics, "stale"), 0);
+        assert_eq!(requests(&metrics, "miss"), 21);
+
+        let again = cache
+            .get(&"repo", soon(), fetch(&calls, Ok(Fact::Found(3))))
+            .await;
+        assert_eq!(again, Ok(Fact::Found(2)), "the refreshed answer is fresh");
+        assert_eq!(requests(&metrics, "hit"), 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_callers_share_a_failed_refresh_and_are_served_the_expired_answer() {
+        let metrics = RegistryMetrics::default();
+        let cache = quickly_stale(&metrics);
+        let calls = Arc::new(AtomicUsize::new(0));
+        cache
+            .get(&"repo", soon(), fetch(&calls, Ok(Fact::Found(1))))
+            .await
+            .ok();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        let answers = futures::future::join_all((0..20).map(|_| {
+            cache.get(
+                &"repo",
+                soon(),
+                fetch(&calls, Err(LookupFailure::Throttled)),
+            )
+        }))
+        .await;
+        assert!(answers.iter().all(|a| a == &Ok(Fact::Found(1))));
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "one refresh");
+        assert_eq!(requests(&metrics, "stale"), 20);
+    }
+
+    #[tokio::test]
+    async fn an_expired_answer_is_served_when_the_refresh_misses_the_deadline() {
+        let cache = quickly_stale(&RegistryMetrics::default());
+        let calls = Arc::new(AtomicUsize::new(0));
+        cache
+            .get(&"repo", soon(), fetch(&calls, Ok(Fact::Found(1))))
+            .await
+            .ok();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        let slow = || async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok(Fact::Found(2))
+        };
+        let deadline = Instant::now() + Duration::from_millis(50);
+        assert_eq!(cache.get(&"repo", deadline, slow).await, Ok(Fact::Found(1)));
+    }
+
+    #[tokio::test]
+    async fn a_fetch_finding_an_answer_stored_since_the_caller_looked_does_not_call_aws() {
+        let cache = cache(Duration::ZERO);
+        cache.insert("repo", Fact::Found(1)).await;
+        let calls = Arc::new(AtomicUsize::new(0));
+        let fetch = fetch(&calls, Ok(Fact::Found(2)))();
+        let answer = cache.fetch_once("repo", soon(), fetch).await;
+        assert_eq!(answer, Ok(Fact::Found(1)));
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn answers_are_held_once() {
+        let cache = cache(Duration::ZERO);
+        let calls = Arc::new(AtomicUsize::new(0));
+        cache
+            .get(&"repo", soon(), fetch(&calls, Ok(Fact::Found(1))))
+            .await
+            .ok();
+        cache.answers.run_pending_tasks().await;
+        cache.in_flight.run_pending_tasks().await;
+        assert_eq!(cache.answers.entry_count(), 1);
+        assert_eq!(cache.in_flight.entry_count(), 0);
     }
 }

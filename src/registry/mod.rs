@@ -74,8 +74,30 @@ pub struct Registry {
 struct Inner {
     config: RegistryConfig,
     aws: Arc<Aws>,
-    repositories: FactCache<EcrRepository, RepositoryRecord>,
-    keys: FactCache<String, KeyLookup>,
+    repositories: FactCache<RepositoryKey, RepositoryRecord>,
+    keys: FactCache<Arc<str>, KeyRecord>,
+}
+
+/// The repository cache's key: account, region and name in one allocation
+/// instead of an [`EcrRepository`]'s three, since the cache holds up to
+/// `max_entries` of them. Joined with `/`, which neither an account (12
+/// digits) nor a region (a DNS label) contains, so distinct repositories never
+/// share a key.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct RepositoryKey(Box<str>);
+
+impl RepositoryKey {
+    fn new(repo: &EcrRepository) -> Self {
+        Self(format!("{}/{}/{}", repo.account, repo.region, repo.name).into())
+    }
+}
+
+/// What the key cache holds: KMS's answer, and the key's ARN as the records of
+/// repositories using the key share it (see [`Registry::share_arn`]).
+#[derive(Clone)]
+struct KeyRecord {
+    arn: Arc<str>,
+    lookup: KeyLookup,
 }
 
 impl Answer for RepositoryRecord {
@@ -84,9 +106,9 @@ impl Answer for RepositoryRecord {
     }
 }
 
-impl Answer for KeyLookup {
+impl Answer for KeyRecord {
     fn is_negative(&self) -> bool {
-        matches!(self, Self::Unknown { .. })
+        matches!(self.lookup, KeyLookup::Unknown { .. })
     }
 }
 
@@ -199,9 +221,9 @@ impl Registry {
     }
 
     /// Benchmarks only: stores `lookup` for `repo` as if AWS had just answered
-    /// it, in the caches a lookup fills (repository and key, fresh and stale),
-    /// so that the warm path can be measured without an AWS endpoint. Nothing
-    /// in ecr-guard calls it.
+    /// it, in the caches a lookup fills (repository and key), so that the warm
+    /// path can be measured without an AWS endpoint. Nothing in ecr-guard calls
+    /// it.
     #[doc(hidden)]
     pub async fn seed_for_bench(&self, repo: EcrRepository, lookup: RepositoryLookup) {
         let record = match lookup {
@@ -212,9 +234,16 @@ impl Registry {
                     Some(KeyLookup::Unknown { arn, .. }) if arn == UNNAMED_KEY_ARN => {
                         KmsKey::Unnamed
                     }
-                    Some(key) => {
-                        let arn = key.arn().to_owned();
-                        self.inner.keys.insert(arn.clone(), key).await;
+                    Some(lookup) => {
+                        let arn = match self.known_arn(lookup.arn()).await {
+                            Some(known) => known,
+                            None => lookup.arn().into(),
+                        };
+                        let record = KeyRecord {
+                            arn: Arc::clone(&arn),
+                            lookup,
+                        };
+                        self.inner.keys.insert(Arc::clone(&arn), record).await;
                         KmsKey::Arn(arn)
                     }
                 };
@@ -224,17 +253,49 @@ impl Registry {
                 }
             }
         };
-        self.inner.repositories.insert(repo, record).await;
+        self.inner
+            .repositories
+            .insert(RepositoryKey::new(&repo), record)
+            .await;
+    }
+
+    /// The key cache's copy of `arn`, if it has one.
+    async fn known_arn(&self, arn: &str) -> Option<Arc<str>> {
+        self.inner.keys.peek(arn).await.map(|key| key.arn)
+    }
+
+    /// `record` with its key ARN replaced by the key cache's copy, if it has
+    /// one, so that repositories using one key hold one ARN between them.
+    async fn share_arn(&self, record: RepositoryRecord) -> RepositoryRecord {
+        let RepositoryRecord::Found {
+            encryption_type,
+            kms_key: KmsKey::Arn(arn),
+        } = record
+        else {
+            return record;
+        };
+        let arn = self.known_arn(&arn).await.unwrap_or(arn);
+        RepositoryRecord::Found {
+            encryption_type,
+            kms_key: KmsKey::Arn(arn),
+        }
     }
 
     async fn lookup_uninstrumented(&self, repo: &EcrRepository, deadline: Instant) -> Lookup {
         let record = self
             .inner
             .repositories
-            .get(repo, deadline, || {
-                let aws = Arc::clone(&self.inner.aws);
+            .get(&RepositoryKey::new(repo), deadline, || {
+                let registry = self.clone();
                 let repo = repo.clone();
-                async move { aws.describe_repository(&repo, deadline).await }
+                async move {
+                    let record = registry
+                        .inner
+                        .aws
+                        .describe_repository(&repo, deadline)
+                        .await?;
+                    Ok(registry.share_arn(record).await)
+                }
             })
             .await?;
         let (encryption_type, kms_key) = match record {
@@ -255,15 +316,97 @@ impl Registry {
                     .keys
                     .get(&arn, deadline, || {
                         let aws = Arc::clone(&self.inner.aws);
-                        let arn = arn.clone();
-                        async move { aws.describe_key(&arn, deadline).await }
+                        let arn = Arc::clone(&arn);
+                        async move {
+                            let lookup = aws.describe_key(&arn, deadline).await?;
+                            Ok(KeyRecord { arn, lookup })
+                        }
                     })
-                    .await?,
+                    .await?
+                    .lookup,
             ),
         };
         Ok(RepositoryLookup::Found(RepositoryFacts {
             encryption_type,
             kms_key,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use facts::{EncryptionType, KeyFacts, KeyManager, KeyState, Rotation};
+
+    const ARN: &str = "arn:aws:kms:us-east-1:123456789012:key/1111";
+
+    /// A registry whose caches are filled by `seed_for_bench`; it never calls AWS.
+    fn registry() -> Registry {
+        let sdk = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .build();
+        Registry::from_sdk_config(RegistryConfig::default(), &sdk, RegistryMetrics::default())
+    }
+
+    fn repository(name: &str) -> EcrRepository {
+        EcrRepository {
+            account: "123456789012".to_owned(),
+            region: "us-east-1".to_owned(),
+            name: name.to_owned(),
+        }
+    }
+
+    fn encrypted_with(arn: &str) -> RepositoryLookup {
+        RepositoryLookup::Found(RepositoryFacts {
+            encryption_type: EncryptionType::Kms,
+            kms_key: Some(KeyLookup::Known(KeyFacts {
+                arn: arn.to_owned(),
+                manager: KeyManager::Customer,
+                state: KeyState::Enabled,
+                rotation: Rotation::Enabled,
+            })),
+        })
+    }
+
+    #[tokio::test]
+    async fn cached_facts_are_found_by_repository() {
+        let registry = registry();
+        let other_arn = "arn:aws:kms:us-east-1:123456789012:key/2222";
+        registry
+            .seed_for_bench(repository("team/a"), encrypted_with(ARN))
+            .await;
+        registry
+            .seed_for_bench(repository("team/b"), encrypted_with(other_arn))
+            .await;
+        let deadline = Instant::now() + Duration::from_secs(1);
+        assert_eq!(
+            registry.lookup(&repository("team/a"), deadline).await,
+            Ok(encrypted_with(ARN))
+        );
+        assert_eq!(
+            registry.lookup(&repository("team/b"), deadline).await,
+            Ok(encrypted_with(other_arn))
+        );
+    }
+
+    #[tokio::test]
+    async fn repositories_using_one_key_share_its_arn() {
+        let registry = registry();
+        registry
+            .seed_for_bench(repository("team/a"), encrypted_with(ARN))
+            .await;
+        let fetched = RepositoryRecord::Found {
+            encryption_type: EncryptionType::Kms,
+            kms_key: KmsKey::Arn(ARN.into()),
+        };
+        let RepositoryRecord::Found {
+            kms_key: KmsKey::Arn(arn),
+            ..
+        } = registry.share_arn(fetched).await
+        else {
+            panic!("share_arn changed the record's shape");
+        };
+        let cached = registry.inner.keys.peek(ARN).await.expect("seeded key");
+        assert!(Arc::ptr_eq(&arn, &cached.arn));
     }
 }
