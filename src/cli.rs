@@ -103,7 +103,8 @@ pub struct AwsArgs {
     /// below the webhook's timeoutSeconds.
     #[arg(long, env = "ECR_GUARD_LOOKUP_TIMEOUT", value_parser = duration, default_value = "3s")]
     pub lookup_timeout: Duration,
-    /// Most AWS calls in flight at once.
+    /// Most AWS calls in flight at once; a quarter of them (at least one) is kept
+    /// for KMS calls, so keys are not queued behind a burst of repository lookups.
     #[arg(long, env = "ECR_GUARD_MAX_CONCURRENT_AWS_CALLS", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
     pub max_concurrent_aws_calls: u16,
     /// Most repositories kept in the cache.

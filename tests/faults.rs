@@ -401,6 +401,62 @@ async fn a_burst_over_many_unknown_repositories_is_capped_in_flight() {
     );
 }
 
+/// A cold burst over many repositories sharing one key: the key's KMS calls do
+/// not wait behind every queued `DescribeRepositories` (they have their own
+/// share of the cap), so reviews are answered as their repositories arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_lookups_do_not_queue_behind_repository_lookups() {
+    let moto = Moto::start().await;
+    let key = moto.create_key("us-east-1").await;
+    moto.enable_key_rotation(&key).await;
+    for i in 0..12 {
+        moto.create_repository(
+            "us-east-1",
+            &format!("fleet/svc-{i}"),
+            Encryption::Kms(key.arn.clone()),
+        )
+        .await;
+    }
+    let proxy = Proxy::start(moto.endpoint()).await;
+    let mut settings = settings();
+    settings.lookup_timeout = Duration::from_secs(5);
+    settings.registry = RegistryConfig {
+        // 3 for repositories, 1 for KMS.
+        max_concurrent_calls: 4,
+        ..RegistryConfig::default()
+    };
+    let hook = std::sync::Arc::new(Webhook::start(proxy.endpoint(), settings).await);
+    proxy.set_fault(Fault::Delay(Duration::from_millis(100)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..12 {
+        let hook = hook.clone();
+        tasks.spawn(async move {
+            let image = format!("{HOST}/fleet/svc-{i}:1");
+            let resp = post_review(hook.addr, &hook.ca, &pod_review("fleet", "deny", &image)).await;
+            (resp.status, resp.json())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        let (status, body) = done.expect("review task");
+        assert_eq!(status, 200);
+        assert_eq!(body["response"]["allowed"], true, "{body}");
+    }
+    let arrivals = proxy.arrivals();
+    let first_key_call = arrivals.iter().position(|t| t == DESCRIBE_KEY);
+    let last_repository_call = arrivals.iter().rposition(|t| t == DESCRIBE_REPOSITORIES);
+    assert_eq!(proxy.count(DESCRIBE_REPOSITORIES), 12, "{arrivals:?}");
+    assert_eq!(proxy.count(DESCRIBE_KEY), 1, "{arrivals:?}");
+    assert!(
+        first_key_call < last_repository_call,
+        "DescribeKey waited for every DescribeRepositories: {arrivals:?}"
+    );
+    assert!(
+        proxy.max_in_flight() <= 4,
+        "{} in flight, cap 4",
+        proxy.max_in_flight()
+    );
+}
+
 /// The proxy's own promise: a reset is a reset, seen by a plain client.
 #[tokio::test]
 async fn reset_fault_resets_the_connection() {

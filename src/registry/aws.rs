@@ -81,13 +81,49 @@ struct RegionClients {
     kms: aws_sdk_kms::Client,
 }
 
+/// The cap on concurrent AWS calls, split in two pools so that KMS calls do not
+/// queue behind repository calls: in a burst over many uncached repositories, a
+/// key that hundreds of waiting reviews need would otherwise wait for every
+/// `DescribeRepositories` queued before it. A quarter of the cap (at least one
+/// call) is kept for KMS; with a cap of one, both share it.
+#[derive(Debug)]
+struct CallLimits {
+    repositories: Arc<Semaphore>,
+    keys: Arc<Semaphore>,
+}
+
+impl CallLimits {
+    fn new(max_concurrent_calls: usize) -> Self {
+        let total = max_concurrent_calls.max(1);
+        if total == 1 {
+            let shared = Arc::new(Semaphore::new(1));
+            return Self {
+                repositories: Arc::clone(&shared),
+                keys: shared,
+            };
+        }
+        let keys = (total / 4).max(1);
+        Self {
+            repositories: Arc::new(Semaphore::new(total - keys)),
+            keys: Arc::new(Semaphore::new(keys)),
+        }
+    }
+
+    fn for_api(&self, api: Api) -> &Semaphore {
+        match api {
+            Api::DescribeRepositories => &self.repositories,
+            Api::DescribeKey | Api::GetKeyRotationStatus => &self.keys,
+        }
+    }
+}
+
 /// AWS access for the registry: lazily built per-region clients, a cap on
 /// concurrent calls, and call metrics.
 #[derive(Debug)]
 pub(crate) struct Aws {
     sdk: SdkConfig,
     regions: Mutex<HashMap<String, RegionClients>>,
-    in_flight: Semaphore,
+    limits: CallLimits,
     /// Upper bound of one call, retries included.
     call_timeout: Duration,
     metrics: RegistryMetrics,
@@ -121,7 +157,7 @@ impl Aws {
         Self {
             sdk: builder.build(),
             regions: Mutex::new(HashMap::new()),
-            in_flight: Semaphore::new(max_concurrent_calls.max(1)),
+            limits: CallLimits::new(max_concurrent_calls),
             call_timeout: lookup_timeout,
             metrics,
         }
@@ -359,7 +395,7 @@ impl Aws {
         Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
         E: ProvideErrorMetadata + ProvideErrorKind + StdError + 'static,
     {
-        let _permit = match timeout_at(deadline, self.in_flight.acquire()).await {
+        let _permit = match timeout_at(deadline, self.limits.for_api(api).acquire()).await {
             Ok(Ok(permit)) => permit,
             Ok(Err(_closed)) => {
                 return Err(CallError::Failed("the AWS call limiter is closed".into()));
@@ -424,6 +460,36 @@ fn key_arn_region(arn: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
+    #[rstest::rstest]
+    #[case(1, 1, 1)]
+    #[case(2, 1, 1)]
+    #[case(4, 3, 1)]
+    #[case(32, 24, 8)]
+    fn the_call_cap_keeps_a_share_for_kms(
+        #[case] cap: usize,
+        #[case] repositories: usize,
+        #[case] keys: usize,
+    ) {
+        let limits = CallLimits::new(cap);
+        let repo = limits.for_api(Api::DescribeRepositories);
+        assert_eq!(repo.available_permits(), repositories);
+        assert_eq!(limits.for_api(Api::DescribeKey).available_permits(), keys);
+        assert_eq!(
+            limits
+                .for_api(Api::GetKeyRotationStatus)
+                .available_permits(),
+            keys
+        );
+        // With a cap of one, the pools are one: the total is never exceeded.
+        let _held = repo.try_acquire().expect("a permit");
+        let total_left = if cap == 1 {
+            repo.available_permits()
+        } else {
+            repo.available_permits() + limits.for_api(Api::DescribeKey).available_permits()
+        };
+        assert_eq!(total_left, cap - 1);
+    }
+
     use super::*;
 
     #[test]

@@ -48,7 +48,8 @@ pub struct RegistryConfig {
     pub lookup_timeout: Duration,
     /// Most repositories (and, separately, keys) kept in the cache.
     pub max_entries: u64,
-    /// Most AWS calls in flight at once.
+    /// Most AWS calls in flight at once (a quarter of them, at least one, kept
+    /// for KMS calls; see `aws::CallLimits`).
     pub max_concurrent_calls: usize,
 }
 

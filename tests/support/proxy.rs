@@ -82,6 +82,8 @@ struct State {
     upstream: String,
     client: Client<HttpConnector, Full<Bytes>>,
     counts: Mutex<HashMap<String, usize>>,
+    /// Every request's operation, in the order they arrived.
+    arrivals: Mutex<Vec<String>>,
     rules: Mutex<Vec<Rule>>,
     random: Mutex<Option<RandomFaults>>,
     /// Requests seen, the seed of the random choice.
@@ -132,6 +134,7 @@ impl Proxy {
             upstream: upstream.trim_end_matches('/').to_owned(),
             client: Client::builder(TokioExecutor::new()).build_http(),
             counts: Mutex::new(HashMap::new()),
+            arrivals: Mutex::new(Vec::new()),
             rules: Mutex::new(Vec::new()),
             random: Mutex::new(None),
             sequence: AtomicU64::new(0),
@@ -161,6 +164,11 @@ impl Proxy {
             .get(target)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// The operations of all requests received, in order of arrival.
+    pub fn arrivals(&self) -> Vec<String> {
+        self.state.arrivals.lock().expect("arrivals").clone()
     }
 
     /// The most requests the proxy has been handling at the same time.
@@ -295,6 +303,11 @@ async fn handle(
         .expect("counts")
         .entry(target.clone())
         .or_default() += 1;
+    state
+        .arrivals
+        .lock()
+        .expect("arrivals")
+        .push(target.clone());
     let _in_flight = InFlight::enter(&state);
 
     let fault = state
