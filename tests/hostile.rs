@@ -44,6 +44,8 @@ spec:
 /// A correctness bound for one answer, generous for the 5,000-container case on
 /// a shared machine.
 const DEADLINE: Duration = Duration::from_secs(10);
+/// However large the input, the message a user reads stays readable.
+const MAX_MESSAGE_BYTES: usize = 4096;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -239,6 +241,12 @@ async fn every_hostile_request_gets_its_expected_answer() {
             && r["status"]["code"] != code
         {
             problems.push(format!("code={} (expected {code})", r["status"]["code"]));
+        }
+        if message.len() > MAX_MESSAGE_BYTES {
+            problems.push(format!(
+                "message is {} bytes (at most {MAX_MESSAGE_BYTES})",
+                message.len()
+            ));
         }
         for needle in &case.contains {
             if !message.contains(needle.as_str()) {

@@ -56,13 +56,15 @@ impl Subject {
         }
     }
 
-    /// `container "api" image 1234….amazonaws.com/payments/api:1.4`
+    /// `container "api" image 1234….amazonaws.com/payments/api:1.4`; a
+    /// reference longer than any valid one is cut, so that a hostile or broken
+    /// spec cannot make the denial message (shown to the user) megabytes long.
     fn describe(&self) -> String {
         format!(
             "{} {:?} image {}",
             self.slot.noun(),
-            self.name,
-            self.reference
+            crate::text::ellipsize(&self.name, MAX_SHOWN_CHARS),
+            crate::text::ellipsize(&self.reference, MAX_SHOWN_CHARS)
         )
     }
 
@@ -70,6 +72,10 @@ impl Subject {
         format!("{} {:?}", self.slot.noun(), self.name)
     }
 }
+
+/// The longest container name or image reference a message repeats: more than
+/// any valid reference (name ≤ 255, tag ≤ 128, digest ~100 characters).
+const MAX_SHOWN_CHARS: usize = 512;
 
 /// Options that change every decision.
 #[derive(Clone, Copy, Debug, Default)]

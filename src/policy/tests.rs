@@ -192,6 +192,38 @@ fn modes(
 }
 
 #[test]
+fn a_denial_lists_at_most_ten_violations_and_counts_the_rest() {
+    let p = policy("strict", "rules: {allowedEncryptionTypes: [KMS]}");
+    let subjects: Vec<Subject> = (0..13)
+        .map(|i| Subject::new(Slot::Container, format!("c{i}"), image("payments/api")))
+        .collect();
+    let facts = HashMap::from([(repo("payments/api"), aes256())]);
+    let policies = [p];
+    let applicable = applicable(&policies, &BTreeMap::new());
+    let v = evaluate(&applicable, &subjects, &facts, Options::default());
+    assert_eq!(v.violations.len(), 13);
+    let message = v.denial_message().unwrap();
+    let lines: Vec<&str> = message.lines().collect();
+    assert!(lines[9].starts_with("container \"c9\""), "{message}");
+    assert_eq!(lines[10], "… and 3 more like these");
+    assert!(lines[11].starts_with("hint: "), "{message}");
+    assert_eq!(lines.len(), 12, "one hint for the one problem: {message}");
+}
+
+#[test]
+fn a_huge_image_reference_is_cut_in_the_message() {
+    let p = policy("strict", "rules: {allowedEncryptionTypes: [KMS]}");
+    let huge = format!("{}:{}", image("payments/api"), "x".repeat(100_000));
+    let subjects = vec![Subject::new(Slot::Container, "app", huge)];
+    let policies = [p];
+    let applicable = applicable(&policies, &BTreeMap::new());
+    let v = evaluate(&applicable, &subjects, &HashMap::new(), Options::default());
+    let message = v.denial_message().unwrap();
+    assert!(message.contains("invalid image reference"), "{message}");
+    assert!(message.len() < 2_000, "{} bytes", message.len());
+}
+
+#[test]
 fn denial_names_container_image_repository_what_it_has_what_is_required_and_the_policy() {
     let p = policy(
         "regulated-require-cmk",

@@ -255,22 +255,42 @@ impl Verdict {
         if enforced.is_empty() {
             return None;
         }
-        let mut lines: Vec<String> = enforced.iter().map(|v| v.message()).collect();
+        let mut lines: Vec<String> = enforced
+            .iter()
+            .take(MAX_LISTED)
+            .map(|v| v.message())
+            .collect();
+        if enforced.len() > MAX_LISTED {
+            lines.push(more(enforced.len() - MAX_LISTED));
+        }
         lines.extend(hints(enforced.iter().copied()).map(|h| format!("hint: {h}")));
         Some(lines.join("\n"))
     }
 
     /// Warn violations and notes, each ≤120 characters where possible.
     pub fn warnings(&self) -> Vec<String> {
-        self.in_mode(Mode::Warn)
-            .map(|v| v.warning())
-            .chain(
-                self.notes
-                    .iter()
-                    .map(|n| truncate(shorten_key_arns(n), WARNING_WIDTH)),
-            )
-            .collect()
+        let all = self.in_mode(Mode::Warn).map(|v| v.warning()).chain(
+            self.notes
+                .iter()
+                .map(|n| truncate(shorten_key_arns(n), WARNING_WIDTH)),
+        );
+        let mut warnings: Vec<String> = all.collect();
+        if warnings.len() > MAX_LISTED {
+            let hidden = warnings.len() - MAX_LISTED;
+            warnings.truncate(MAX_LISTED);
+            warnings.push(more(hidden));
+        }
+        warnings
     }
+}
+
+/// How many violations a denial message or the warnings list one by one: a
+/// workload with thousands of containers must not make a message of megabytes.
+/// Metrics still count every violation.
+const MAX_LISTED: usize = 10;
+
+fn more(hidden: usize) -> String {
+    format!("… and {hidden} more like these")
 }
 
 /// Distinct hints of these violations, in first-seen order.
