@@ -1,5 +1,6 @@
-//! Admission metrics (prometheus-client). Labels stay low-cardinality: kind,
-//! operation, decision, policy, mode, reason — never images or namespaces.
+//! Admission metrics (prometheus-client). Labels stay low-cardinality: kind (the
+//! judged workload kinds, `other` for the rest), operation, decision, policy,
+//! mode, reason — never images, namespaces or anything else a request names.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -9,8 +10,10 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub kind: String,
-    pub operation: String,
+    /// A judged workload kind, or `other`.
+    pub kind: &'static str,
+    /// CREATE | UPDATE | DELETE | CONNECT
+    pub operation: &'static str,
     /// allowed | denied | warned | invalid | skipped
     pub decision: &'static str,
 }
@@ -24,7 +27,7 @@ pub struct ViolationLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
-    pub kind: String,
+    pub kind: &'static str,
 }
 
 #[derive(Clone, Debug)]

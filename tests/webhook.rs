@@ -517,8 +517,18 @@ async fn metrics_parse_as_prometheus_text_and_move_with_requests() {
         )
         .await;
     }
+    // Kinds ecr-guard does not judge share one label value, whatever they are called.
+    for kind in ["ConfigMap", "Made-Up-Kind-1", "Made-Up-Kind-2"] {
+        post_review(
+            hook.addr,
+            &hook.ca,
+            &workload_review("", kind, "configmaps", &good()),
+        )
+        .await;
+    }
     let (status, text) = hook.admin_get("/metrics").await;
     assert_eq!(status, 200);
+    assert!(!text.contains("Made-Up-Kind"), "{text}");
     let value = |series: &str| -> f64 {
         text.lines()
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
@@ -558,6 +568,12 @@ async fn metrics_parse_as_prometheus_text_and_move_with_requests() {
     );
     assert_eq!(
         value("ecr_guard_admission_duration_seconds_count{kind=\"Pod\"}"),
+        3.0
+    );
+    assert_eq!(
+        value(
+            "ecr_guard_admission_requests_total{kind=\"other\",operation=\"CREATE\",decision=\"skipped\"}"
+        ),
         3.0
     );
 }

@@ -106,8 +106,11 @@ impl Admission {
     /// Answers a decoded request.
     pub async fn review(&self, request: AdmissionRequest<ReviewedObject>) -> AdmissionOutcome {
         let started = Instant::now();
-        let kind_label = request.kind.kind.clone();
-        let operation = format!("{:?}", request.operation).to_uppercase();
+        // Static labels: the kind comes from the request, and any string sent to
+        // the webhook must not become a metric series of its own.
+        let kind_label = WorkloadKind::from_group_kind(&request.kind.group, &request.kind.kind)
+            .map_or("other", WorkloadKind::as_str);
+        let operation = operation_name(&request.operation);
         let (response, verdict, decision) = match self.subjects(&request) {
             Ok(None) => (AdmissionResponse::from(&request), None, "skipped"),
             Err(reason) => {
@@ -159,7 +162,7 @@ impl Admission {
         self.metrics
             .requests
             .get_or_create(&RequestLabels {
-                kind: kind_label.clone(),
+                kind: kind_label,
                 operation,
                 decision,
             })
@@ -249,7 +252,7 @@ impl Admission {
             namespace: request.namespace.clone().unwrap_or_default(),
             kind: request.kind.kind.clone(),
             name: object_name(request),
-            operation: format!("{:?}", request.operation).to_uppercase(),
+            operation: operation_name(&request.operation).to_string(),
         };
         for v in &verdict.violations {
             self.metrics
@@ -290,6 +293,15 @@ fn deny(
     let mut response = response.deny(&message);
     response.result = Status::failure(&message, reason).with_code(code);
     response
+}
+
+fn operation_name(operation: &Operation) -> &'static str {
+    match operation {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Connect => "CONNECT",
+    }
 }
 
 /// The object's name, or its generateName prefix for pods not yet named.
