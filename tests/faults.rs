@@ -366,30 +366,45 @@ async fn stale_answers_are_served_while_aws_fails_and_fresh_ones_after() {
     assert!(message(&r).contains("is encrypted with AES256"), "{r}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_burst_over_many_unknown_repositories_is_capped_in_flight() {
-    let (_moto, proxy) = aws().await;
+/// A webhook with a cap of 4 concurrent AWS calls in front of `proxy`, which
+/// delays every call by 100 ms so that calls pile up if nothing holds them back.
+async fn slow_capped_webhook(proxy: &Proxy) -> Webhook {
     let mut settings = settings();
     settings.lookup_timeout = Duration::from_secs(5);
     settings.registry = RegistryConfig {
+        // 3 for repositories, 1 for KMS.
         max_concurrent_calls: 4,
         ..RegistryConfig::default()
     };
-    let hook = std::sync::Arc::new(Webhook::start(proxy.endpoint(), settings).await);
-    // Slow AWS, so calls pile up if nothing holds them back.
+    let hook = Webhook::start(proxy.endpoint(), settings).await;
     proxy.set_fault(Fault::Delay(Duration::from_millis(100)));
+    hook
+}
+
+/// Sends one Pod review per image (namespace `deny`) at once; every answer is
+/// HTTP 200; returns the AdmissionReview bodies.
+async fn review_all_at_once(hook: Webhook, images: Vec<String>) -> Vec<Value> {
+    let hook = std::sync::Arc::new(hook);
     let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..40 {
+    for image in images {
         let hook = hook.clone();
         tasks.spawn(async move {
-            let image = format!("{HOST}/burst/repo-{i}:1");
             let resp = post_review(hook.addr, &hook.ca, &pod_review("burst", "deny", &image)).await;
-            (resp.status, resp.json())
+            assert_eq!(resp.status, 200);
+            resp.json()
         });
     }
-    while let Some(done) = tasks.join_next().await {
-        let (status, body) = done.expect("review task");
-        assert_eq!(status, 200);
+    tasks.join_all().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_over_many_unknown_repositories_is_capped_in_flight() {
+    let (_moto, proxy) = aws().await;
+    let hook = slow_capped_webhook(&proxy).await;
+    let images = (0..40)
+        .map(|i| format!("{HOST}/burst/repo-{i}:1"))
+        .collect();
+    for body in review_all_at_once(hook, images).await {
         // None of these repositories exists: denied, never admitted.
         assert_eq!(body["response"]["allowed"], false, "{body}");
     }
@@ -418,27 +433,9 @@ async fn key_lookups_do_not_queue_behind_repository_lookups() {
         .await;
     }
     let proxy = Proxy::start(moto.endpoint()).await;
-    let mut settings = settings();
-    settings.lookup_timeout = Duration::from_secs(5);
-    settings.registry = RegistryConfig {
-        // 3 for repositories, 1 for KMS.
-        max_concurrent_calls: 4,
-        ..RegistryConfig::default()
-    };
-    let hook = std::sync::Arc::new(Webhook::start(proxy.endpoint(), settings).await);
-    proxy.set_fault(Fault::Delay(Duration::from_millis(100)));
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..12 {
-        let hook = hook.clone();
-        tasks.spawn(async move {
-            let image = format!("{HOST}/fleet/svc-{i}:1");
-            let resp = post_review(hook.addr, &hook.ca, &pod_review("fleet", "deny", &image)).await;
-            (resp.status, resp.json())
-        });
-    }
-    while let Some(done) = tasks.join_next().await {
-        let (status, body) = done.expect("review task");
-        assert_eq!(status, 200);
+    let hook = slow_capped_webhook(&proxy).await;
+    let images = (0..12).map(|i| format!("{HOST}/fleet/svc-{i}:1")).collect();
+    for body in review_all_at_once(hook, images).await {
         assert_eq!(body["response"]["allowed"], true, "{body}");
     }
     let arrivals = proxy.arrivals();
