@@ -57,13 +57,7 @@ fn settings() -> Settings {
 
 /// moto with `team/secure` (customer key, rotation on) and `team/plain` (AES256).
 async fn aws() -> (Moto, Proxy) {
-    let moto = Moto::start().await;
-    let key = moto.create_key("us-east-1").await;
-    moto.enable_key_rotation(&key).await;
-    moto.create_repository("us-east-1", "team/secure", Encryption::Kms(key.arn.clone()))
-        .await;
-    moto.create_repository("us-east-1", "team/plain", Encryption::Aes256)
-        .await;
+    let moto = Moto::start_with_team_repositories().await;
     let proxy = Proxy::start(moto.endpoint()).await;
     (moto, proxy)
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use support::https;
-use support::moto::{Encryption, Moto};
+use support::moto::Moto;
 use support::proxy::Proxy;
 use support::webhook::{Settings, Webhook};
 
@@ -157,13 +157,7 @@ async fn every_hostile_request_gets_its_expected_answer() {
     listed.sort();
     assert_eq!(files, listed, "cases/ and manifest.json disagree");
 
-    let moto = Moto::start().await;
-    let key = moto.create_key("us-east-1").await;
-    moto.enable_key_rotation(&key).await;
-    moto.create_repository("us-east-1", "team/secure", Encryption::Kms(key.arn.clone()))
-        .await;
-    moto.create_repository("us-east-1", "team/plain", Encryption::Aes256)
-        .await;
+    let moto = Moto::start_with_team_repositories().await;
     let proxy = Proxy::start(moto.endpoint()).await;
     let hook = Webhook::start(
         proxy.endpoint(),

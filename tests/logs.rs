@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::https;
-use support::moto::{Encryption, Moto};
+use support::moto::Moto;
 
 const SECRET: &str = "SeCrEtKeyThatMustNeverBeLogged0123456789ab";
 const TOKEN: &str = "SeSsIoNtOkEnThatMustNeverBeLogged/IQoJb3JpZ2luX2VjE+AAAA==";
@@ -67,20 +67,9 @@ fn assert_clean(what: &str, output: &str) {
     );
 }
 
-async fn seeded_moto() -> Moto {
-    let moto = Moto::start().await;
-    let key = moto.create_key("us-east-1").await;
-    moto.enable_key_rotation(&key).await;
-    moto.create_repository("us-east-1", "team/secure", Encryption::Kms(key.arn.clone()))
-        .await;
-    moto.create_repository("us-east-1", "team/plain", Encryption::Aes256)
-        .await;
-    moto
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_at_trace_level_never_logs_credentials() {
-    let moto = seeded_moto().await;
+    let moto = Moto::start_with_team_repositories().await;
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("policy.yaml");
     std::fs::write(&policy, POLICY).unwrap();
@@ -169,7 +158,7 @@ async fn serve_at_trace_level_never_logs_credentials() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_at_trace_level_never_logs_credentials() {
-    let moto = seeded_moto().await;
+    let moto = Moto::start_with_team_repositories().await;
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("policy.yaml");
     std::fs::write(&policy, POLICY).unwrap();

@@ -10,7 +10,7 @@ use ecr_guard::admission::{RequestContext, ViolationSink};
 use ecr_guard::policy::Violation;
 use serde_json::{Value, json};
 use support::https::{self, post_review};
-use support::moto::{Encryption, Moto};
+use support::moto::Moto;
 use support::proxy::{self, Proxy};
 use support::webhook::{Settings, Webhook};
 
@@ -38,13 +38,7 @@ fn bad() -> String {
 /// moto with `team/secure` (customer key, rotation on) and `team/plain` (AES256),
 /// a counting proxy in front of it.
 async fn aws() -> (Moto, Proxy) {
-    let moto = Moto::start().await;
-    let key = moto.create_key("us-east-1").await;
-    moto.enable_key_rotation(&key).await;
-    moto.create_repository("us-east-1", "team/secure", Encryption::Kms(key.arn.clone()))
-        .await;
-    moto.create_repository("us-east-1", "team/plain", Encryption::Aes256)
-        .await;
+    let moto = Moto::start_with_team_repositories().await;
     let proxy = Proxy::start(moto.endpoint()).await;
     (moto, proxy)
 }

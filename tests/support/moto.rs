@@ -135,6 +135,20 @@ impl Moto {
         );
     }
 
+    /// [`start`](Self::start), seeded with the two repositories most webhook tests
+    /// use, in us-east-1: `team/secure` (KMS with a customer key, rotation on) and
+    /// `team/plain` (AES256).
+    pub async fn start_with_team_repositories() -> Self {
+        let moto = Self::start().await;
+        let key = moto.create_key("us-east-1").await;
+        moto.enable_key_rotation(&key).await;
+        moto.create_repository("us-east-1", "team/secure", Encryption::Kms(key.arn.clone()))
+            .await;
+        moto.create_repository("us-east-1", "team/plain", Encryption::Aes256)
+            .await;
+        moto
+    }
+
     /// `http://127.0.0.1:PORT`
     pub fn endpoint(&self) -> &str {
         &self.endpoint
