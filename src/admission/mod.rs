@@ -6,7 +6,7 @@ mod review;
 pub mod workload;
 
 pub use judge::{FactSource, Judge, NoFacts};
-pub use object::ReviewedObject;
+pub use object::{KeepRaw, ObjectSpec, OnePass, ReviewedObject};
 pub use review::{
     Admission, AdmissionOutcome, BadReview, DRY_RUN_ANNOTATION, RequestContext, ViolationSink,
     decode,

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use tracing::{Instrument, debug, debug_span, info, warn};
 
 use super::judge::Judge;
-use super::object::ReviewedObject;
+use super::object::{KeepRaw, ReviewedObject};
 use super::workload::{self, WorkloadKind};
 use crate::inventory::Inventory;
 use crate::metrics::{AdmissionMetrics, KindLabels, RequestLabels, ViolationLabels};
@@ -104,14 +104,14 @@ impl Admission {
     }
 
     /// Answers a decoded request.
-    pub async fn review(&self, request: AdmissionRequest<ReviewedObject>) -> AdmissionOutcome {
+    pub async fn review(&self, mut request: AdmissionRequest<ReviewedObject>) -> AdmissionOutcome {
         let started = Instant::now();
         // Static labels: the kind comes from the request, and any string sent to
         // the webhook must not become a metric series of its own.
         let kind_label = WorkloadKind::from_group_kind(&request.kind.group, &request.kind.kind)
             .map_or("other", WorkloadKind::as_str);
         let operation = operation_name(&request.operation);
-        let (response, verdict, decision) = match self.subjects(&request) {
+        let (response, verdict, decision) = match self.subjects(&mut request) {
             Ok(None) => (AdmissionResponse::from(&request), None, "skipped"),
             Err(reason) => {
                 // The API server validated the object before us, so an unreadable pod
@@ -182,10 +182,11 @@ impl Admission {
         self.judge.judge(&policies, labels, subjects).await
     }
 
-    /// The images this request asks us to judge; `None` when it is none of our business.
+    /// The images this request asks us to judge; `None` when it is none of our
+    /// business. Takes the objects' specs out of the request.
     fn subjects(
         &self,
-        request: &AdmissionRequest<ReviewedObject>,
+        request: &mut AdmissionRequest<ReviewedObject>,
     ) -> Result<Option<Vec<Subject>>, String> {
         if !matches!(request.operation, Operation::Create | Operation::Update) {
             return Ok(None);
@@ -201,16 +202,19 @@ impl Admission {
             Some("ephemeralcontainers") if kind == WorkloadKind::Pod => {}
             Some(_) => return Ok(None),
         }
-        let Some(object) = &request.object else {
+        let Some(object) = &mut request.object else {
             return Err("the request carries no object".to_string());
         };
-        let new =
-            workload::subjects_in_spec(kind, object.spec.as_deref()).map_err(|e| e.to_string())?;
-        match (&request.operation, &request.old_object) {
+        let new = std::mem::take(&mut object.spec)
+            .subjects(kind)
+            .map_err(|e| e.to_string())?;
+        match (&request.operation, &mut request.old_object) {
             (Operation::Update, Some(old)) => {
                 // An old object we cannot read means we cannot tell what changed:
                 // judge everything.
-                let old = workload::subjects_in_spec(kind, old.spec.as_deref()).unwrap_or_default();
+                let old = std::mem::take(&mut old.spec)
+                    .subjects(kind)
+                    .unwrap_or_default();
                 Ok(Some(workload::changed(new, &old)))
             }
             _ => Ok(Some(new)),
@@ -322,13 +326,21 @@ pub fn decode(body: &[u8]) -> Result<AdmissionRequest<ReviewedObject>, BadReview
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(BadReview::Empty);
     }
-    let review: AdmissionReview<ReviewedObject> = serde_json::from_slice(body).map_err(|e| {
-        if e.is_syntax() || e.is_eof() {
-            BadReview::NotJson(e.to_string())
-        } else {
-            BadReview::NotAReview(e.to_string())
-        }
-    })?;
+    let review = match serde_json::from_slice::<AdmissionReview<ReviewedObject>>(body) {
+        Ok(review) => review,
+        // Decoding again with the specs kept as text answers as if the one-pass
+        // read had never been tried: the same error for a body that is not a
+        // review, and for an unreadable pod spec the per-kind view's error.
+        Err(_) => serde_json::from_slice::<AdmissionReview<ReviewedObject<KeepRaw>>>(body)
+            .map(with_objects_decoded)
+            .map_err(|e| {
+                if e.is_syntax() || e.is_eof() {
+                    BadReview::NotJson(e.to_string())
+                } else {
+                    BadReview::NotAReview(e.to_string())
+                }
+            })?,
+    };
     if review.types.kind != "AdmissionReview" {
         return Err(BadReview::NotAReview(format!(
             "kind is {:?}",
@@ -339,4 +351,92 @@ pub fn decode(body: &[u8]) -> Result<AdmissionRequest<ReviewedObject>, BadReview
         return Err(BadReview::WrongVersion(review.types.api_version));
     }
     review.try_into().map_err(|_| BadReview::NoRequest)
+}
+
+fn with_objects_decoded(
+    review: AdmissionReview<ReviewedObject<KeepRaw>>,
+) -> AdmissionReview<ReviewedObject> {
+    AdmissionReview {
+        types: review.types,
+        request: review.request.map(|r| AdmissionRequest {
+            types: r.types,
+            uid: r.uid,
+            kind: r.kind,
+            resource: r.resource,
+            sub_resource: r.sub_resource,
+            request_kind: r.request_kind,
+            request_resource: r.request_resource,
+            request_sub_resource: r.request_sub_resource,
+            name: r.name,
+            namespace: r.namespace,
+            operation: r.operation,
+            user_info: r.user_info,
+            object: r.object.map(ReviewedObject::decoded),
+            old_object: r.old_object.map(ReviewedObject::decoded),
+            dry_run: r.dry_run,
+            options: r.options,
+        }),
+        response: review.response,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admission::ObjectSpec;
+    use serde_json::{Value, json};
+
+    fn pod_review(spec: Value) -> Vec<u8> {
+        json!({
+            "apiVersion": API_VERSION,
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "u-1",
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "operation": "CREATE",
+                "userInfo": {},
+                "object": {"metadata": {"name": "p"}, "spec": spec}
+            }
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn a_readable_spec_is_read_in_one_pass() {
+        let request = decode(&pod_review(
+            json!({"containers": [{"name": "a", "image": "x"}]}),
+        ))
+        .expect("decodes");
+        let spec = request.object.expect("object").spec;
+        assert!(matches!(spec, ObjectSpec::Read(_)), "{spec:?}");
+    }
+
+    #[test]
+    fn a_spec_the_one_pass_view_cannot_read_is_decoded_again_as_text() {
+        // Wrong for the view of every kind, and for the Pod view itself.
+        for spec in [
+            json!({"template": 5, "containers": [{"name": "a", "image": "x"}]}),
+            json!({"containers": "nginx"}),
+        ] {
+            let request = decode(&pod_review(spec.clone())).expect("decodes");
+            assert_eq!(request.uid, "u-1");
+            assert_eq!(
+                request.object.as_ref().unwrap().metadata.name.as_deref(),
+                Some("p")
+            );
+            let spec = request.object.expect("object").spec;
+            assert!(matches!(spec, ObjectSpec::Raw(_)), "{spec:?}");
+        }
+    }
+
+    #[test]
+    fn a_body_that_is_not_a_review_is_refused_after_both_reads() {
+        let mut review: Value = serde_json::from_slice(&pod_review(json!({}))).unwrap();
+        review["request"]["uid"] = json!(5);
+        let err = decode(review.to_string().as_bytes()).unwrap_err();
+        assert!(matches!(err, BadReview::NotAReview(_)), "{err:?}");
+        assert!(matches!(decode(b"{\"kind\": "), Err(BadReview::NotJson(_))));
+    }
 }

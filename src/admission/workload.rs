@@ -2,9 +2,11 @@
 //!
 //! Only the image fields are read, through small serde views: a full typed decode
 //! (k8s-openapi's Pod, Deployment, …) would cost more per review and would reject
-//! objects over fields we never look at. The views read from a `serde_json::Value`
-//! (manifests given to `check`) or straight from the review's raw JSON (admission:
-//! no `Value` is built on the warm path), with the same errors.
+//! objects over fields we never look at. The per-kind views read from a
+//! `serde_json::Value` (manifests given to `check`) or from raw JSON text, with
+//! the same errors. Admission first reads every kind's image fields in the same
+//! pass as the review itself ([`SpecView`]) and falls back to the per-kind views
+//! only when that fails (see `object`).
 
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
@@ -96,32 +98,79 @@ pub enum WorkloadError {
 
 /// `spec` of Deployment, StatefulSet, DaemonSet, ReplicaSet, Job and
 /// ReplicationController, and `spec.jobTemplate.spec` of a CronJob.
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 struct TemplatedSpecView {
     #[serde(default)]
     template: Option<PodTemplateView>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 struct PodTemplateView {
     #[serde(default)]
     spec: Option<PodSpecView>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct CronJobSpecView {
     #[serde(default)]
     job_template: Option<JobTemplateView>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 struct JobTemplateView {
     #[serde(default)]
     spec: Option<TemplatedSpecView>,
 }
 
-#[derive(Deserialize, Default)]
+/// The image fields of any kind's `spec`, read in one pass: a Pod's own lists,
+/// the `template` of Deployment, StatefulSet, DaemonSet, ReplicaSet, Job and
+/// ReplicationController, and a CronJob's `jobTemplate`. No real spec has more
+/// than one of these; [`SpecView::subjects`] takes the one `kind` uses. Reading a
+/// field that `kind` does not use can fail where the per-kind view would not,
+/// which is why admission falls back to that view on any error.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SpecView {
+    #[serde(default, deserialize_with = "null_as_default")]
+    containers: Vec<ContainerView>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    init_containers: Vec<ContainerView>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    ephemeral_containers: Vec<ContainerView>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    volumes: Vec<VolumeView>,
+    #[serde(default)]
+    template: Option<PodTemplateView>,
+    #[serde(default)]
+    job_template: Option<JobTemplateView>,
+}
+
+impl SpecView {
+    /// What [`subjects_in_spec`] returns for the same spec, when this view could
+    /// read it.
+    pub fn subjects(self, kind: WorkloadKind) -> Result<Vec<Subject>, WorkloadError> {
+        let pod_spec = match kind {
+            WorkloadKind::Pod => Some(PodSpecView {
+                containers: self.containers,
+                init_containers: self.init_containers,
+                ephemeral_containers: self.ephemeral_containers,
+                volumes: self.volumes,
+            }),
+            WorkloadKind::CronJob => self
+                .job_template
+                .and_then(|job| job.spec)
+                .and_then(|job| job.template)
+                .and_then(|template| template.spec),
+            _ => self.template.and_then(|template| template.spec),
+        };
+        pod_spec
+            .map(from_view)
+            .ok_or_else(|| missing_pod_spec(kind))
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct PodSpecView {
     #[serde(default, deserialize_with = "null_as_default")]
@@ -134,7 +183,7 @@ struct PodSpecView {
     volumes: Vec<VolumeView>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 struct ContainerView {
     #[serde(default)]
     name: String,
@@ -143,7 +192,7 @@ struct ContainerView {
     image: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 struct VolumeView {
     #[serde(default)]
     name: String,
@@ -151,7 +200,7 @@ struct VolumeView {
     image: Option<ImageVolumeView>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 struct ImageVolumeView {
     #[serde(default)]
     reference: Option<String>,
@@ -189,10 +238,7 @@ fn read<'de, D: Deserializer<'de>>(
     kind: WorkloadKind,
     spec: Option<D>,
 ) -> Result<Vec<Subject>, WorkloadError> {
-    let missing = || WorkloadError::MissingPodSpec {
-        kind: kind.as_str(),
-        path: kind.pod_spec_path().to_string(),
-    };
+    let missing = || missing_pod_spec(kind);
     let spec = spec.ok_or_else(missing)?;
     let view = kind
         .pod_spec(spec)
@@ -202,6 +248,13 @@ fn read<'de, D: Deserializer<'de>>(
         })?
         .ok_or_else(missing)?;
     Ok(from_view(view))
+}
+
+fn missing_pod_spec(kind: WorkloadKind) -> WorkloadError {
+    WorkloadError::MissingPodSpec {
+        kind: kind.as_str(),
+        path: kind.pod_spec_path().to_string(),
+    }
 }
 
 fn from_view(view: PodSpecView) -> Vec<Subject> {
@@ -320,23 +373,54 @@ mod tests {
     #[case(WorkloadKind::Pod, json!({}))]
     fn raw_json_and_value_read_the_same(#[case] kind: WorkloadKind, #[case] object: Value) {
         let from_value = subjects(kind, &object);
-        let raw = object
-            .get("spec")
-            .filter(|spec| !spec.is_null())
-            .map(|spec| RawValue::from_string(spec.to_string()).unwrap());
-        let from_raw = subjects_in_spec(kind, raw.as_deref());
-        match (&from_value, &from_raw) {
-            (Ok(a), Ok(b)) => assert_eq!(names(a), names(b)),
-            (Err(WorkloadError::MissingPodSpec { .. }), Err(_))
-            | (Err(WorkloadError::ReadPodSpec { .. }), Err(_)) => {
-                assert_eq!(
-                    std::mem::discriminant(from_value.as_ref().unwrap_err()),
-                    std::mem::discriminant(from_raw.as_ref().unwrap_err()),
-                    "{from_value:?} vs {from_raw:?}"
-                );
-            }
-            _ => panic!("{from_value:?} vs {from_raw:?}"),
+        let spec = object.get("spec").filter(|spec| !spec.is_null());
+        let raw = spec.map(|spec| RawValue::from_string(spec.to_string()).unwrap());
+        assert_same(&from_value, &subjects_in_spec(kind, raw.as_deref()));
+        // The one-pass view, where it can read the spec, agrees with both
+        // (admission falls back to the raw path where it cannot).
+        if let Some(Ok(view)) = spec.map(|spec| SpecView::deserialize(spec)) {
+            assert_same(&from_value, &view.subjects(kind));
         }
+    }
+
+    fn assert_same(
+        a: &Result<Vec<Subject>, WorkloadError>,
+        b: &Result<Vec<Subject>, WorkloadError>,
+    ) {
+        match (a, b) {
+            (Ok(a), Ok(b)) => assert_eq!(names(a), names(b)),
+            (Err(x), Err(y)) => assert_eq!(
+                std::mem::discriminant(x),
+                std::mem::discriminant(y),
+                "{a:?} vs {b:?}"
+            ),
+            _ => panic!("{a:?} vs {b:?}"),
+        }
+    }
+
+    #[test]
+    fn the_one_pass_view_reads_every_kinds_pod_spec() {
+        let spec = json!({
+            "containers": [{"name": "pod", "image": "a"}],
+            "template": {"spec": {"containers": [{"name": "templated", "image": "b"}]}},
+            "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "cron", "image": "c"}]}}}}
+        });
+        for (kind, name) in [
+            (WorkloadKind::Pod, "pod"),
+            (WorkloadKind::Deployment, "templated"),
+            (WorkloadKind::ReplicationController, "templated"),
+            (WorkloadKind::CronJob, "cron"),
+        ] {
+            let view = SpecView::deserialize(&spec).unwrap();
+            let got = view.subjects(kind).unwrap();
+            assert_eq!(got.len(), 1, "{kind:?}");
+            assert_eq!(got[0].name, name, "{kind:?}");
+        }
+        let empty = SpecView::deserialize(&json!({})).unwrap();
+        assert!(matches!(
+            empty.subjects(WorkloadKind::Job),
+            Err(WorkloadError::MissingPodSpec { kind: "Job", .. })
+        ));
     }
 
     #[test]
