@@ -424,6 +424,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_answer_past_its_stale_window_is_neither_served_nor_peeked() {
+        let cache = quickly_stale(&RegistryMetrics::default());
+        cache.insert("fetched", Fact::Found(1));
+        cache.insert("peeked", Fact::Found(2));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(cache.peek("peeked"), Some(Fact::Found(2)), "stale, kept");
+
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let calls = Arc::new(AtomicUsize::new(0));
+        let failed = cache
+            .get(
+                &"fetched",
+                soon(),
+                fetch(&calls, Err(LookupFailure::Throttled)),
+            )
+            .await;
+        assert_eq!(failed, Err(LookupFailure::Throttled));
+        assert_eq!(cache.peek("peeked"), None);
+        assert!(cache.answers.held.is_empty(), "both removed when seen");
+    }
+
+    #[tokio::test]
+    async fn the_cache_holds_at_most_its_capacity() {
+        const CAPACITY: u64 = 100;
+        let cache = FactCache::new(
+            CacheName::Repository,
+            TTL,
+            Duration::ZERO,
+            CAPACITY,
+            RegistryMetrics::default(),
+        );
+        for key in 0..3 * CAPACITY {
+            cache.insert(key, Fact::Found(1));
+        }
+        let held = cache.answers.held.len();
+        assert!(held <= CAPACITY as usize, "{held} answers held");
+    }
+
+    #[tokio::test]
     async fn a_caller_giving_up_does_not_cancel_the_fetch_others_wait_for() {
         let cache = cache(Duration::ZERO);
         let calls = Arc::new(AtomicUsize::new(0));
