@@ -1,23 +1,31 @@
 //! A coalescing, stale-if-error cache in front of an AWS lookup.
 //!
-//! One moka cache per kind of fact holds each answer with the instant it stops
-//! being fresh: `cache_ttl` for positive answers, `negative_cache_ttl` for
-//! negative ones ("not found", "unknown key"). moka keeps it `stale_ttl` longer,
-//! so that when the refresh of an expired answer fails, the last known answer
-//! can be served instead of the failure. Errors are never stored.
+//! One quick_cache cache per kind of fact holds each answer with the instant it
+//! stops being fresh: `cache_ttl` for positive answers, `negative_cache_ttl` for
+//! negative ones ("not found", "unknown key"). An answer stays usable
+//! `stale_ttl` longer, so that when the refresh of an expired answer fails, the
+//! last known answer can be served instead of the failure; past that it counts
+//! as absent and is removed when next seen. quick_cache has no expiry of its
+//! own, so answers nobody asks for again stay until evicted: memory is bounded
+//! by `max_entries`, not by time. Errors are never stored.
 //!
-//! Concurrent fetches of one key are coalesced by `try_get_with` on a second,
-//! always-empty moka cache (`in_flight`): it stores nothing that can be read
-//! (time to live zero), so only its "one init, every caller waits for it" part
-//! is used, and an answer lives in one place only.
+//! quick_cache rather than moka for the answers because moka's per-entry
+//! bookkeeping (timer wheel, access-order deques, several small allocations)
+//! costs ~450 bytes an entry against ~170, which is most of the webhook's memory
+//! with 100,000 repositories cached.
+//!
+//! Concurrent fetches of one key are coalesced by moka's `try_get_with` on a
+//! second, always-empty cache (`in_flight`): it stores nothing that can be read
+//! (time to live zero), so only its "one init, every caller waits for it and
+//! shares its outcome, errors included" part is used, and an answer lives in one
+//! place only. (quick_cache's own placeholder guard does not share errors.)
 
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
 
-use moka::Expiry;
-use moka::future::Cache;
+use quick_cache::Equivalent;
 use tokio::time::{Instant, timeout_at};
 
 use super::facts::LookupFailure;
@@ -64,43 +72,56 @@ impl<V: Answer> Stored<V> {
     fn is_fresh(&self) -> bool {
         StdInstant::now() < self.fresh_until
     }
+
+    /// Fresh, or expired for less than `stale_ttl`: may still be served if a
+    /// refresh fails.
+    fn is_usable(&self, stale_ttl: Duration) -> bool {
+        let now = StdInstant::now();
+        now < self.fresh_until || now.duration_since(self.fresh_until) < stale_ttl
+    }
 }
 
-/// Per-entry expiry: the answer's TTL plus the stale window. Applied on insert
-/// *and* on update, since a refresh overwrites an entry that is still held.
-struct FreshThenStale {
-    ttl: Ttl,
+/// The stored answers, each usable until `stale_ttl` after it stops being
+/// fresh. quick_cache evicts by capacity only, so the stale window is enforced
+/// on read.
+struct Answers<K, V> {
+    held: quick_cache::sync::Cache<K, Stored<V>>,
     stale_ttl: Duration,
 }
 
-impl FreshThenStale {
-    fn duration<V: Answer>(&self, stored: &Stored<V>) -> Duration {
-        self.ttl.of(&stored.value).saturating_add(self.stale_ttl)
+impl<K, V> Answers<K, V>
+where
+    K: Hash + Eq,
+    V: Answer,
+{
+    /// The answer for `key` unless it is past its stale window (then it is
+    /// removed, so that memory is not held for it until eviction).
+    fn get<Q>(&self, key: &Q) -> Option<Stored<V>>
+    where
+        Q: Hash + Equivalent<K> + ?Sized,
+    {
+        let stored = self.held.get(key)?;
+        if stored.is_usable(self.stale_ttl) {
+            return Some(stored);
+        }
+        // `remove_if`, not `remove`: a fetch may have stored a fresh answer since.
+        self.held
+            .remove_if(key, |stored| !stored.is_usable(self.stale_ttl));
+        None
     }
-}
 
-impl<K, V: Answer> Expiry<K, Stored<V>> for FreshThenStale {
-    fn expire_after_create(&self, _: &K, stored: &Stored<V>, _: StdInstant) -> Option<Duration> {
-        Some(self.duration(stored))
-    }
-
-    fn expire_after_update(
-        &self,
-        _: &K,
-        stored: &Stored<V>,
-        _: StdInstant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(self.duration(stored))
+    fn insert(&self, key: K, stored: Stored<V>) {
+        self.held.insert(key, stored);
     }
 }
 
 pub(crate) struct FactCache<K, V> {
     name: CacheName,
     ttl: Ttl,
-    answers: Cache<K, Stored<V>>,
+    /// In an `Arc` for the fetch task, which outlives the caller's borrow.
+    answers: Arc<Answers<K, V>>,
     /// Only for `try_get_with`: what it stores expires at once.
-    in_flight: Cache<K, V>,
+    in_flight: moka::future::Cache<K, V>,
     metrics: RegistryMetrics,
 }
 
@@ -116,15 +137,17 @@ where
         max_entries: u64,
         metrics: RegistryMetrics,
     ) -> Self {
+        // Unit weight: at most `max_entries` answers (quick_cache splits them
+        // between shards, each evicting on its own).
+        let capacity = usize::try_from(max_entries).unwrap_or(usize::MAX);
         Self {
             name,
             ttl,
-            answers: Cache::builder()
-                .name(name.as_str())
-                .max_capacity(max_entries)
-                .expire_after(FreshThenStale { ttl, stale_ttl })
-                .build(),
-            in_flight: Cache::builder()
+            answers: Arc::new(Answers {
+                held: quick_cache::sync::Cache::new(capacity),
+                stale_ttl,
+            }),
+            in_flight: moka::future::Cache::builder()
                 .max_capacity(max_entries)
                 .time_to_live(Duration::ZERO)
                 .build(),
@@ -134,18 +157,18 @@ where
 
     /// Stores `value` as if a fetch had just answered it.
     /// Only for [`Registry::seed_for_bench`](super::Registry::seed_for_bench).
-    pub(crate) async fn insert(&self, key: K, value: V) {
-        self.answers.insert(key, Stored::new(value, self.ttl)).await;
+    pub(crate) fn insert(&self, key: K, value: V) {
+        self.answers.insert(key, Stored::new(value, self.ttl));
     }
 
-    /// The stored answer for `key`, fresh or not, without fetching or counting
-    /// a request.
-    pub(crate) async fn peek<Q>(&self, key: &Q) -> Option<V>
+    /// The stored answer for `key`, fresh or within the stale window, without
+    /// fetching or counting a request.
+    pub(crate) fn peek<Q>(&self, key: &Q) -> Option<V>
     where
         K: std::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.answers.get(key).await.map(|stored| stored.value)
+        self.answers.get(key).map(|stored| stored.value)
     }
 
     /// The fresh answer for `key`, or `fetch`'s answer, or — when `fetch` fails
@@ -164,7 +187,7 @@ where
     where
         F: Future<Output = Result<V, LookupFailure>> + Send + 'static,
     {
-        let expired = match self.answers.get(key).await {
+        let expired = match self.answers.get(key) {
             Some(stored) if stored.is_fresh() => {
                 self.metrics.cache_request(self.name, CacheResult::Hit);
                 return Ok(stored.value);
@@ -210,7 +233,7 @@ where
     where
         F: Future<Output = Result<V, LookupFailure>> + Send + 'static,
     {
-        let answers = self.answers.clone();
+        let answers = Arc::clone(&self.answers);
         let in_flight = self.in_flight.clone();
         let ttl = self.ttl;
         async move {
@@ -218,7 +241,7 @@ where
                 .try_get_with(key.clone(), async move {
                     // This caller found no fresh answer, but another caller's
                     // fetch may have stored one since.
-                    if let Some(stored) = answers.get(&key).await
+                    if let Some(stored) = answers.get(&key)
                         && stored.is_fresh()
                     {
                         return Ok(stored.value);
@@ -228,7 +251,7 @@ where
                     let value = timeout_at(deadline + FETCH_GRACE, fetch)
                         .await
                         .unwrap_or(Err(LookupFailure::Timeout))?;
-                    answers.insert(key, Stored::new(value.clone(), ttl)).await;
+                    answers.insert(key, Stored::new(value.clone(), ttl));
                     Ok(value)
                 })
                 .await
@@ -401,6 +424,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_answer_past_its_stale_window_is_neither_served_nor_peeked() {
+        let cache = quickly_stale(&RegistryMetrics::default());
+        cache.insert("fetched", Fact::Found(1));
+        cache.insert("peeked", Fact::Found(2));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(cache.peek("peeked"), Some(Fact::Found(2)), "stale, kept");
+
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let calls = Arc::new(AtomicUsize::new(0));
+        let failed = cache
+            .get(
+                &"fetched",
+                soon(),
+                fetch(&calls, Err(LookupFailure::Throttled)),
+            )
+            .await;
+        assert_eq!(failed, Err(LookupFailure::Throttled));
+        assert_eq!(cache.peek("peeked"), None);
+        assert!(cache.answers.held.is_empty(), "both removed when seen");
+    }
+
+    #[tokio::test]
+    async fn the_cache_holds_at_most_its_capacity() {
+        const CAPACITY: u64 = 100;
+        let cache = FactCache::new(
+            CacheName::Repository,
+            TTL,
+            Duration::ZERO,
+            CAPACITY,
+            RegistryMetrics::default(),
+        );
+        for key in 0..3 * CAPACITY {
+            cache.insert(key, Fact::Found(1));
+        }
+        let held = cache.answers.held.len();
+        assert!(held <= CAPACITY as usize, "{held} answers held");
+    }
+
+    #[tokio::test]
     async fn a_caller_giving_up_does_not_cancel_the_fetch_others_wait_for() {
         let cache = cache(Duration::ZERO);
         let calls = Arc::new(AtomicUsize::new(0));
@@ -499,7 +561,7 @@ mod tests {
     #[tokio::test]
     async fn a_fetch_finding_an_answer_stored_since_the_caller_looked_does_not_call_aws() {
         let cache = cache(Duration::ZERO);
-        cache.insert("repo", Fact::Found(1)).await;
+        cache.insert("repo", Fact::Found(1));
         let calls = Arc::new(AtomicUsize::new(0));
         let fetch = fetch(&calls, Ok(Fact::Found(2)))();
         let answer = cache.fetch_once("repo", soon(), fetch).await;
@@ -515,9 +577,8 @@ mod tests {
             .get(&"repo", soon(), fetch(&calls, Ok(Fact::Found(1))))
             .await
             .ok();
-        cache.answers.run_pending_tasks().await;
         cache.in_flight.run_pending_tasks().await;
-        assert_eq!(cache.answers.entry_count(), 1);
+        assert_eq!(cache.answers.held.len(), 1);
         assert_eq!(cache.in_flight.entry_count(), 0);
     }
 }

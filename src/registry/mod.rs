@@ -236,7 +236,7 @@ impl Registry {
                         KmsKey::Unnamed
                     }
                     Some(lookup) => {
-                        let arn = match self.known_arn(lookup.arn()).await {
+                        let arn = match self.known_arn(lookup.arn()) {
                             Some(known) => known,
                             None => lookup.arn().into(),
                         };
@@ -244,7 +244,7 @@ impl Registry {
                             arn: Arc::clone(&arn),
                             lookup,
                         };
-                        self.inner.keys.insert(Arc::clone(&arn), record).await;
+                        self.inner.keys.insert(Arc::clone(&arn), record);
                         KmsKey::Arn(arn)
                     }
                 };
@@ -256,18 +256,17 @@ impl Registry {
         };
         self.inner
             .repositories
-            .insert(RepositoryKey::new(&repo), record)
-            .await;
+            .insert(RepositoryKey::new(&repo), record);
     }
 
     /// The key cache's copy of `arn`, if it has one.
-    async fn known_arn(&self, arn: &str) -> Option<Arc<str>> {
-        self.inner.keys.peek(arn).await.map(|key| key.arn)
+    fn known_arn(&self, arn: &str) -> Option<Arc<str>> {
+        self.inner.keys.peek(arn).map(|key| key.arn)
     }
 
     /// `record` with its key ARN replaced by the key cache's copy, if it has
     /// one, so that repositories using one key hold one ARN between them.
-    async fn share_arn(&self, record: RepositoryRecord) -> RepositoryRecord {
+    fn share_arn(&self, record: RepositoryRecord) -> RepositoryRecord {
         let RepositoryRecord::Found {
             encryption_type,
             kms_key: KmsKey::Arn(arn),
@@ -275,7 +274,7 @@ impl Registry {
         else {
             return record;
         };
-        let arn = self.known_arn(&arn).await.unwrap_or(arn);
+        let arn = self.known_arn(&arn).unwrap_or(arn);
         RepositoryRecord::Found {
             encryption_type,
             kms_key: KmsKey::Arn(arn),
@@ -295,7 +294,7 @@ impl Registry {
                         .aws
                         .describe_repository(&repo, deadline)
                         .await?;
-                    Ok(registry.share_arn(record).await)
+                    Ok(registry.share_arn(record))
                 }
             })
             .await?;
@@ -403,11 +402,11 @@ mod tests {
         let RepositoryRecord::Found {
             kms_key: KmsKey::Arn(arn),
             ..
-        } = registry.share_arn(fetched).await
+        } = registry.share_arn(fetched)
         else {
             panic!("share_arn changed the record's shape");
         };
-        let cached = registry.inner.keys.peek(ARN).await.expect("seeded key");
+        let cached = registry.inner.keys.peek(ARN).expect("seeded key");
         assert!(Arc::ptr_eq(&arn, &cached.arn));
     }
 }
