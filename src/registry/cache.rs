@@ -161,6 +161,24 @@ where
         self.answers.insert(key, Stored::new(value, self.ttl));
     }
 
+    /// The fresh answer for `key`, without fetching or counting a request (see
+    /// [`count_hit`](Self::count_hit)). The warm path: no future, no task.
+    pub(crate) fn fresh<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.answers
+            .get(key)
+            .filter(Stored::is_fresh)
+            .map(|stored| stored.value)
+    }
+
+    /// Counts a request answered by [`fresh`](Self::fresh).
+    pub(crate) fn count_hit(&self) {
+        self.metrics.cache_request(self.name, CacheResult::Hit);
+    }
+
     /// The stored answer for `key`, fresh or within the stale window, without
     /// fetching or counting a request.
     pub(crate) fn peek<Q>(&self, key: &Q) -> Option<V>
@@ -388,16 +406,8 @@ mod tests {
     }
 
     /// How many repository cache requests `metrics` counted with `result`.
-    fn requests(metrics: &RegistryMetrics, result: &str) -> u64 {
-        let mut registry = prometheus_client::registry::Registry::default();
-        metrics.register(&mut registry);
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-        let series =
-            format!(r#"ecr_guard_cache_requests_total{{cache="repository",result="{result}"}} "#);
-        text.lines()
-            .find_map(|line| line.strip_prefix(&series))
-            .map_or(0, |count| count.parse().unwrap())
+    fn requests(metrics: &RegistryMetrics, result: CacheResult) -> u64 {
+        metrics.cache_requests(CacheName::Repository, result)
     }
 
     #[tokio::test]
@@ -506,14 +516,14 @@ mod tests {
         .await;
         assert!(answers.iter().all(|a| a == &Ok(Fact::Found(2))));
         assert_eq!(calls.load(Ordering::SeqCst), 2, "one refresh");
-        assert_eq!(requests(&metrics, "stale"), 0);
-        assert_eq!(requests(&metrics, "miss"), 21);
+        assert_eq!(requests(&metrics, CacheResult::Stale), 0);
+        assert_eq!(requests(&metrics, CacheResult::Miss), 21);
 
         let again = cache
             .get(&"repo", soon(), fetch(&calls, Ok(Fact::Found(3))))
             .await;
         assert_eq!(again, Ok(Fact::Found(2)), "the refreshed answer is fresh");
-        assert_eq!(requests(&metrics, "hit"), 1);
+        assert_eq!(requests(&metrics, CacheResult::Hit), 1);
     }
 
     #[tokio::test]
@@ -537,7 +547,7 @@ mod tests {
         .await;
         assert!(answers.iter().all(|a| a == &Ok(Fact::Found(1))));
         assert_eq!(calls.load(Ordering::SeqCst), 2, "one refresh");
-        assert_eq!(requests(&metrics, "stale"), 20);
+        assert_eq!(requests(&metrics, CacheResult::Stale), 20);
     }
 
     #[tokio::test]

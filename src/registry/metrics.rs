@@ -180,6 +180,14 @@ impl RegistryMetrics {
             .get_or_create(&CacheLabels { cache, result })
             .inc();
     }
+
+    /// How many cache requests of `cache` ended in `result`.
+    #[cfg(test)]
+    pub(crate) fn cache_requests(&self, cache: CacheName, result: CacheResult) -> u64 {
+        self.cache_requests
+            .get_or_create(&CacheLabels { cache, result })
+            .get()
+    }
 }
 
 #[cfg(test)]
