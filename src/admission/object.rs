@@ -51,7 +51,7 @@ pub enum ObjectSpec {
     #[default]
     Missing,
     /// The image fields of every kind, read in one pass.
-    Read(SpecView),
+    Read(Box<SpecView>),
     /// The JSON text, for the per-kind view and its errors.
     Raw(Box<RawValue>),
 }
@@ -114,7 +114,8 @@ impl<S> ObjectView<S> {
 
 impl<'de> Deserialize<'de> for ReviewedObject<OnePass> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        ObjectView::<SpecView>::deserialize(deserializer).map(|v| v.into_object(ObjectSpec::Read))
+        ObjectView::<Box<SpecView>>::deserialize(deserializer)
+            .map(|v| v.into_object(ObjectSpec::Read))
     }
 }
 

@@ -378,7 +378,7 @@ mod tests {
         assert_same(&from_value, &subjects_in_spec(kind, raw.as_deref()));
         // The one-pass view, where it can read the spec, agrees with both
         // (admission falls back to the raw path where it cannot).
-        if let Some(Ok(view)) = spec.map(|spec| SpecView::deserialize(spec)) {
+        if let Some(Ok(view)) = spec.map(SpecView::deserialize) {
             assert_same(&from_value, &view.subjects(kind));
         }
     }
