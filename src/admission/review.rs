@@ -326,12 +326,12 @@ pub fn decode(body: &[u8]) -> Result<AdmissionRequest<ReviewedObject>, BadReview
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(BadReview::Empty);
     }
-    let review = match serde_json::from_slice::<AdmissionReview<ReviewedObject>>(body) {
+    let review = match read_json::<AdmissionReview<ReviewedObject>>(body) {
         Ok(review) => review,
         // Decoding again with the specs kept as text answers as if the one-pass
         // read had never been tried: the same error for a body that is not a
         // review, and for an unreadable pod spec the per-kind view's error.
-        Err(_) => serde_json::from_slice::<AdmissionReview<ReviewedObject<KeepRaw>>>(body)
+        Err(_) => read_json::<AdmissionReview<ReviewedObject<KeepRaw>>>(body)
             .map(with_objects_decoded)
             .map_err(|e| {
                 if e.is_syntax() || e.is_eof() {
@@ -351,6 +351,17 @@ pub fn decode(body: &[u8]) -> Result<AdmissionRequest<ReviewedObject>, BadReview
         return Err(BadReview::WrongVersion(review.types.api_version));
     }
     review.try_into().map_err(|_| BadReview::NoRequest)
+}
+
+/// serde_json checks UTF-8 string by string when it reads bytes, ~9% of a warm
+/// review's instructions; checking the whole body first is far cheaper. A body
+/// that is not UTF-8 is read as bytes, so that its error is serde_json's as
+/// before.
+fn read_json<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> serde_json::Result<T> {
+    match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(body),
+    }
 }
 
 fn with_objects_decoded(
@@ -438,5 +449,17 @@ mod tests {
         let err = decode(review.to_string().as_bytes()).unwrap_err();
         assert!(matches!(err, BadReview::NotAReview(_)), "{err:?}");
         assert!(matches!(decode(b"{\"kind\": "), Err(BadReview::NotJson(_))));
+    }
+
+    #[test]
+    fn a_body_that_is_not_utf8_gets_serde_jsons_error() {
+        let mut body = pod_review(json!({"containers": [{"name": "a", "image": "x"}]}));
+        let at = body.windows(3).position(|w| w == b"\"x\"").unwrap() + 1;
+        body[at] = 0xff;
+        let err = decode(&body).unwrap_err();
+        let BadReview::NotJson(message) = &err else {
+            panic!("{err:?}")
+        };
+        assert!(message.contains("invalid unicode code point"), "{message}");
     }
 }
