@@ -342,7 +342,7 @@ fn check_rules(
             return out;
         }
     };
-    out.extend(check_key(policy, c, repo, facts, recreate()));
+    out.extend(check_key(policy, c, repo, facts, recreate));
     out
 }
 
@@ -351,7 +351,8 @@ fn check_key(
     c: &Checks,
     repo: &EcrRepository,
     key: &KeyFacts,
-    recreate: Hint,
+    // Built only for a violation: most keys pass, and a hint clones the repository.
+    recreate: impl FnOnce() -> Hint,
 ) -> Vec<(Reason, Finding, Option<Hint>)> {
     let mut out = Vec::new();
     let arn = &key.arn;
@@ -365,7 +366,7 @@ fn check_key(
                 ),
                 requirement: format!("policy {policy} requires a customer-managed KMS key"),
             },
-            Some(recreate),
+            Some(recreate()),
         ));
     }
     if c.require_key_rotation {
