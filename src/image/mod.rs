@@ -1,18 +1,21 @@
 //! Image references → the ECR repository they live in, or "not ECR".
 //!
-//! The Docker grammar itself is `oci_spec::distribution::Reference`'s job. Around
-//! it this module does what that parser leaves out: host case and `:443` are
-//! normalised first (an ECR image must not pass as "not ECR" by spelling), an
-//! upper-case repository path is rejected (the parser lets one through as a
-//! Docker Hub name), and the host is matched label by label against the private
-//! ECR endpoint names.
+//! The Docker grammar itself is [`reference`]'s job: oci-spec's `Reference`
+//! parser, written out by hand without its regex (see there why, and why that
+//! departs from DESIGN.md). Around it this module does what that grammar leaves
+//! out: host case and `:443` are normalised first (an ECR image must not pass as
+//! "not ECR" by spelling), an upper-case repository path is rejected (the
+//! grammar lets one through as a Docker Hub name), and the host is matched label
+//! by label against the private ECR endpoint names.
 
+mod reference;
+
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
-use std::str::FromStr;
 use std::sync::{LazyLock, Mutex, PoisonError};
 
-use oci_spec::distribution::{ParseError, Reference};
+use reference::Error as GrammarError;
 
 /// A private ECR repository an image lives in.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -114,6 +117,41 @@ pub const MAX_REFERENCE_IN_ERROR: usize = 256;
 
 /// Parses an image reference as a container runtime would.
 pub fn parse(reference: &str) -> Result<ImageRef, ImageError> {
+    let canonical = canonical(reference)?;
+    let invalid = |reason: String| ImageError::Invalid {
+        reference: shorten(reference),
+        reason,
+    };
+    let parsed = reference::parse(&canonical).map_err(|e| invalid(describe(e)))?;
+    // The runtime checks digests strictly (lower-case hex); the grammar does not.
+    if let Some(digest) = parsed.digest
+        && digest.bytes().any(|b| b.is_ascii_uppercase())
+    {
+        return Err(invalid("digest must be lower-case hex".to_owned()));
+    }
+
+    let location = match ecr_host(parsed.registry) {
+        Some((account, region, host_kind)) => Location::Ecr {
+            repository: EcrRepository {
+                account: account.to_owned(),
+                region: region.to_owned(),
+                name: parsed.repository.clone().into_owned(),
+            },
+            host_kind,
+        },
+        None => Location::NotEcr,
+    };
+    Ok(ImageRef {
+        name: format!("{}/{}", parsed.registry, parsed.repository),
+        tag: parsed.tag.map(str::to_owned),
+        digest: parsed.digest.map(str::to_owned),
+        location,
+    })
+}
+
+/// The checks before the grammar, and the reference with its host in canonical
+/// spelling (borrowed when it already is).
+fn canonical(reference: &str) -> Result<Cow<'_, str>, ImageError> {
     if reference.trim().is_empty() {
         return Err(ImageError::Empty);
     }
@@ -123,35 +161,12 @@ pub fn parse(reference: &str) -> Result<ImageRef, ImageError> {
     };
     let (host, rest) = split_host(reference);
     check_written_form(reference, host, rest).map_err(invalid)?;
-    let canonical = match host {
-        Some(host) => format!("{}/{rest}", canonical_host(host).map_err(invalid)?),
-        None => rest.to_owned(),
-    };
-
-    let parsed = Reference::from_str(&canonical).map_err(|e| invalid(describe(&e)))?;
-    // The runtime checks digests strictly (lower-case hex); the parser does not.
-    if let Some(digest) = parsed.digest()
-        && digest.bytes().any(|b| b.is_ascii_uppercase())
-    {
-        return Err(invalid("digest must be lower-case hex".to_owned()));
-    }
-
-    let location = match ecr_host(parsed.registry()) {
-        Some((account, region, host_kind)) => Location::Ecr {
-            repository: EcrRepository {
-                account: account.to_owned(),
-                region: region.to_owned(),
-                name: parsed.repository().to_owned(),
-            },
-            host_kind,
+    Ok(match host {
+        Some(host) => match canonical_host(host).map_err(invalid)? {
+            Cow::Borrowed(_) => Cow::Borrowed(reference),
+            Cow::Owned(host) => Cow::Owned(format!("{host}/{rest}")),
         },
-        None => Location::NotEcr,
-    };
-    Ok(ImageRef {
-        name: format!("{}/{}", parsed.registry(), parsed.repository()),
-        tag: parsed.tag().map(str::to_owned),
-        digest: parsed.digest().map(str::to_owned),
-        location,
+        None => Cow::Borrowed(reference),
     })
 }
 
@@ -185,22 +200,22 @@ pub fn parse_cached(reference: &str) -> Result<ImageRef, ImageError> {
     parsed
 }
 
-/// What a runtime rejects but oci-spec lets through, judged on the reference as
-/// written (`host` and `rest` from [`split_host`]).
+/// What a runtime rejects but the grammar lets through, judged on the reference
+/// as written (`host` and `rest` from [`split_host`]).
 fn check_written_form(reference: &str, host: Option<&str>, rest: &str) -> Result<(), String> {
-    // The grammar is ASCII only; oci-spec's `\w` takes any Unicode letter in a tag.
+    // The grammar is ASCII only (oci-spec's `\w` took any Unicode letter in a tag).
     if !reference.is_ascii() {
         return Err("only ASCII characters are allowed".to_owned());
     }
-    // Tags may be mixed case, path components may not. oci-spec takes an
+    // Tags may be mixed case, path components may not. The grammar takes an
     // upper-case first component without a host (`Team/app`) as a Docker Hub path.
     let path = rest.split([':', '@']).next().unwrap_or_default();
     if path.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Err(ParseError::NameContainsUppercase.to_string());
+        return Err(GrammarError::NameContainsUppercase.to_string());
     }
-    // oci-spec counts only the path; Docker counts host and path.
+    // The grammar (as oci-spec) counts only the path; Docker counts host and path.
     if host.map_or(0, |h| h.len() + 1) + path.len() > NAME_TOTAL_LENGTH_MAX {
-        return Err(ParseError::NameTooLong.to_string());
+        return Err(GrammarError::NameTooLong.to_string());
     }
     // A bare image id names a local image, not a repository.
     let is_hex = |b: u8| matches!(b, b'0'..=b'9' | b'a'..=b'f');
@@ -225,9 +240,14 @@ fn split_host(reference: &str) -> (Option<&str>, &str) {
 }
 
 /// Lower-cases a host and writes its port as the number a client dials, dropping
-/// `443`: `A.example:0443` and `a.example` are the same registry.
-fn canonical_host(host: &str) -> Result<String, String> {
-    let host = host.to_ascii_lowercase();
+/// `443`: `A.example:0443` and `a.example` are the same registry. Borrowed when
+/// the host is already written that way.
+fn canonical_host(host: &str) -> Result<Cow<'_, str>, String> {
+    let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    };
     let Some((name, port)) = host.rsplit_once(':') else {
         return Ok(host);
     };
@@ -242,8 +262,8 @@ fn canonical_host(host: &str) -> Result<String, String> {
         return Err("the host has more than one port".to_owned());
     }
     match port.parse::<u16>() {
-        Ok(443) => Ok(name.to_owned()),
-        Ok(number) if number > 0 => Ok(format!("{name}:{number}")),
+        Ok(443) => Ok(Cow::Owned(name.to_owned())),
+        Ok(number) if number > 0 => Ok(Cow::Owned(format!("{name}:{number}"))),
         _ => Err(format!("port {port} is out of range")),
     }
 }
@@ -306,11 +326,11 @@ fn is_region(label: &str) -> bool {
     }
 }
 
-/// The parser's message, with the expected shape added where it only says
-/// "invalid".
-fn describe(error: &ParseError) -> String {
+/// The grammar's message (oci-spec's wording), with the expected shape added
+/// where it only says "invalid".
+fn describe(error: GrammarError) -> String {
     match error {
-        ParseError::ReferenceInvalidFormat => {
+        GrammarError::InvalidFormat => {
             format!("{error} (expected [host[:port]/]path[:tag][@digest])")
         }
         _ => error.to_string(),
