@@ -284,24 +284,22 @@ const ECR_SUFFIXES: &[&str] = &[
 /// Recognises a private ECR host (already lower-case, port removed) and returns
 /// its account, region and kind. Every label must match: a look-alike is not ECR.
 fn ecr_host(host: &str) -> Option<(&str, &str, HostKind)> {
-    let labels: Vec<&str> = host.split('.').collect();
-    let (account, rest) = labels.split_first()?;
+    let (account, rest) = host.split_once('.')?;
     // Any service form with any suffix, as the ECR credential helper accepts:
     // calling a host ECR that is not only costs a failed lookup, while missing
-    // a real one would let its image through unchecked.
-    let (host_kind, rest) = match rest {
-        ["dkr", "ecr", rest @ ..] => (HostKind::Standard, rest),
-        ["dkr", "ecr-fips", rest @ ..] => (HostKind::Fips, rest),
-        ["dkr-ecr", rest @ ..] => (HostKind::DualStack, rest),
-        ["dkr-ecr-fips", rest @ ..] => (HostKind::DualStackFips, rest),
-        _ => return None,
-    };
-    let (region, suffix) = rest.split_first()?;
-    let known_suffix = ECR_SUFFIXES
-        .iter()
-        .any(|known| known.split('.').eq(suffix.iter().copied()));
-    (is_account(account) && is_region(region) && known_suffix)
-        .then_some((*account, *region, host_kind))
+    // a real one would let its image through unchecked. (Prefixes end in `.`,
+    // so each matches whole labels.)
+    let (host_kind, rest) = [
+        ("dkr.ecr.", HostKind::Standard),
+        ("dkr.ecr-fips.", HostKind::Fips),
+        ("dkr-ecr.", HostKind::DualStack),
+        ("dkr-ecr-fips.", HostKind::DualStackFips),
+    ]
+    .into_iter()
+    .find_map(|(service, kind)| Some((kind, rest.strip_prefix(service)?)))?;
+    let (region, suffix) = rest.split_once('.')?;
+    (is_account(account) && is_region(region) && ECR_SUFFIXES.contains(&suffix))
+        .then_some((account, region, host_kind))
 }
 
 fn is_account(label: &str) -> bool {
@@ -313,17 +311,17 @@ fn is_account(label: &str) -> bool {
 fn is_region(label: &str) -> bool {
     let all =
         |part: &str, test: fn(&u8) -> bool| !part.is_empty() && part.bytes().all(|b| test(&b));
-    match label.split('-').collect::<Vec<_>>().as_slice() {
-        [area, words @ .., number] => {
-            !words.is_empty()
-                && all(area, u8::is_ascii_lowercase)
-                && words
-                    .iter()
-                    .all(|word| all(word, u8::is_ascii_alphanumeric))
-                && all(number, u8::is_ascii_digit)
-        }
-        _ => false,
-    }
+    let Some((area, rest)) = label.split_once('-') else {
+        return false;
+    };
+    let Some((words, number)) = rest.rsplit_once('-') else {
+        return false;
+    };
+    all(area, u8::is_ascii_lowercase)
+        && words
+            .split('-')
+            .all(|word| all(word, u8::is_ascii_alphanumeric))
+        && all(number, u8::is_ascii_digit)
 }
 
 /// The grammar's message (oci-spec's wording), with the expected shape added
@@ -720,6 +718,91 @@ mod tests {
         };
         assert_eq!(reference.chars().count(), MAX_REFERENCE_IN_ERROR + 1);
         assert!(reference.ends_with('…'));
+    }
+
+    /// `ecr_host` as first written (labels collected into `Vec`s), the oracle
+    /// for the allocation-free one.
+    fn ecr_host_by_labels(host: &str) -> Option<(&str, &str, HostKind)> {
+        let labels: Vec<&str> = host.split('.').collect();
+        let (account, rest) = labels.split_first()?;
+        let (host_kind, rest) = match rest {
+            ["dkr", "ecr", rest @ ..] => (HostKind::Standard, rest),
+            ["dkr", "ecr-fips", rest @ ..] => (HostKind::Fips, rest),
+            ["dkr-ecr", rest @ ..] => (HostKind::DualStack, rest),
+            ["dkr-ecr-fips", rest @ ..] => (HostKind::DualStackFips, rest),
+            _ => return None,
+        };
+        let (region, suffix) = rest.split_first()?;
+        let known_suffix = ECR_SUFFIXES
+            .iter()
+            .any(|known| known.split('.').eq(suffix.iter().copied()));
+        let words: Vec<&str> = region.split('-').collect();
+        let all =
+            |part: &str, test: fn(&u8) -> bool| !part.is_empty() && part.bytes().all(|b| test(&b));
+        let region_like = match words.as_slice() {
+            [area, words @ .., number] => {
+                !words.is_empty()
+                    && all(area, u8::is_ascii_lowercase)
+                    && words.iter().all(|w| all(w, u8::is_ascii_alphanumeric))
+                    && all(number, u8::is_ascii_digit)
+            }
+            _ => false,
+        };
+        (is_account(account) && region_like && known_suffix)
+            .then_some((*account, *region, host_kind))
+    }
+
+    #[test]
+    fn ecr_host_answers_as_the_label_by_label_original() {
+        // Pieces of ECR hosts and near misses, joined by `.` in every order
+        // (a piece may hold several labels).
+        const PIECES: &[&str] = &[
+            ACCOUNT,
+            "dkr",
+            "ecr",
+            "ecr-fips",
+            "dkr-ecr",
+            "dkr-ecr-fips",
+            "us-east-1",
+            "us-1",
+            "amazonaws.com",
+            "on.aws",
+            "com",
+            "",
+        ];
+        let mut hosts = vec![String::new()];
+        let mut ecr = 0;
+        for length in 1..=5 {
+            hosts = hosts
+                .iter()
+                .flat_map(|h| {
+                    PIECES.iter().map(move |p| match length {
+                        1 => (*p).to_owned(),
+                        _ => format!("{h}.{p}"),
+                    })
+                })
+                .collect();
+            for host in &hosts {
+                let answer = ecr_host(host);
+                assert_eq!(answer, ecr_host_by_labels(host), "{host:?}");
+                ecr += usize::from(answer.is_some());
+            }
+        }
+        assert!(ecr > 0);
+        for region in [
+            "us-east-1",
+            "eusc-de-east-1",
+            "us-1",
+            "-us-east-1",
+            "us--1",
+            "us-east-",
+            "Us-east-1",
+            "us-ea5t-1",
+            "us-east-1a",
+        ] {
+            let host = format!("{ACCOUNT}.dkr.ecr.{region}.amazonaws.com");
+            assert_eq!(ecr_host(&host), ecr_host_by_labels(&host), "{host:?}");
+        }
     }
 
     #[test]
