@@ -142,7 +142,7 @@ pub fn parse(reference: &str) -> Result<ImageRef, ImageError> {
         None => Location::NotEcr,
     };
     Ok(ImageRef {
-        name: format!("{}/{}", parsed.registry, parsed.repository),
+        name: [parsed.registry, "/", &parsed.repository].concat(),
         tag: parsed.tag.map(str::to_owned),
         digest: parsed.digest.map(str::to_owned),
         location,
