@@ -11,9 +11,7 @@
 mod reference;
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::{LazyLock, Mutex, PoisonError};
 
 use reference::Error as GrammarError;
 
@@ -168,36 +166,6 @@ fn canonical(reference: &str) -> Result<Cow<'_, str>, ImageError> {
         },
         None => Cow::Borrowed(reference),
     })
-}
-
-/// References longer than this are parsed every time, never remembered.
-const MAX_CACHED_REFERENCE: usize = 512;
-/// The parse cache is emptied when it holds this many references.
-const MAX_CACHED_REFERENCES: usize = 4096;
-
-type ParseCache = Mutex<HashMap<Box<str>, Result<ImageRef, ImageError>>>;
-
-/// [`parse`], remembered. A cluster runs the same few hundred references over
-/// and over, and oci-spec's parser (a regex with captures) costs 10–20 µs for an
-/// ECR reference: more than the rest of a warm review. The table is bounded
-/// (at most 4,096 references of at most 512 bytes, emptied when full) and the
-/// answer is exactly what [`parse`] returns.
-pub fn parse_cached(reference: &str) -> Result<ImageRef, ImageError> {
-    static CACHE: LazyLock<ParseCache> = LazyLock::new(|| Mutex::new(HashMap::new()));
-    if reference.len() > MAX_CACHED_REFERENCE {
-        return parse(reference);
-    }
-    let lock = || CACHE.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(known) = lock().get(reference) {
-        return known.clone();
-    }
-    let parsed = parse(reference);
-    let mut cache = lock();
-    if cache.len() >= MAX_CACHED_REFERENCES {
-        cache.clear();
-    }
-    cache.insert(reference.into(), parsed.clone());
-    parsed
 }
 
 /// What a runtime rejects but the grammar lets through, judged on the reference
@@ -355,23 +323,6 @@ mod tests {
                 name: name.to_owned(),
             },
             host_kind,
-        }
-    }
-
-    #[test]
-    fn parse_cached_answers_what_parse_answers() {
-        for reference in [
-            "123456789012.dkr.ecr.us-east-1.amazonaws.com/payments/api:1.4",
-            "nginx",
-            "Team/app",
-            "",
-        ] {
-            assert_eq!(parse_cached(reference), parse(reference), "{reference}");
-            assert_eq!(
-                parse_cached(reference),
-                parse(reference),
-                "{reference} again"
-            );
         }
     }
 
