@@ -47,7 +47,7 @@ pub struct Subject {
 impl Subject {
     pub fn new(slot: Slot, name: impl Into<String>, reference: impl Into<String>) -> Self {
         let reference = reference.into();
-        let image = crate::image::parse_cached(&reference);
+        let image = crate::image::parse(&reference);
         Self {
             slot,
             name: name.into(),

@@ -1,18 +1,19 @@
 //! Image references → the ECR repository they live in, or "not ECR".
 //!
-//! The Docker grammar itself is `oci_spec::distribution::Reference`'s job. Around
-//! it this module does what that parser leaves out: host case and `:443` are
-//! normalised first (an ECR image must not pass as "not ECR" by spelling), an
-//! upper-case repository path is rejected (the parser lets one through as a
-//! Docker Hub name), and the host is matched label by label against the private
-//! ECR endpoint names.
+//! The Docker grammar itself is [`reference`]'s job: oci-spec's `Reference`
+//! parser, written out by hand without its regex (see there why, and why that
+//! departs from DESIGN.md). Around it this module does what that grammar leaves
+//! out: host case and `:443` are normalised first (an ECR image must not pass as
+//! "not ECR" by spelling), an upper-case repository path is rejected (the
+//! grammar lets one through as a Docker Hub name), and the host is matched label
+//! by label against the private ECR endpoint names.
 
-use std::collections::HashMap;
+mod reference;
+
+use std::borrow::Cow;
 use std::fmt;
-use std::str::FromStr;
-use std::sync::{LazyLock, Mutex, PoisonError};
 
-use oci_spec::distribution::{ParseError, Reference};
+use reference::Error as GrammarError;
 
 /// A private ECR repository an image lives in.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -114,6 +115,41 @@ pub const MAX_REFERENCE_IN_ERROR: usize = 256;
 
 /// Parses an image reference as a container runtime would.
 pub fn parse(reference: &str) -> Result<ImageRef, ImageError> {
+    let canonical = canonical(reference)?;
+    let invalid = |reason: String| ImageError::Invalid {
+        reference: shorten(reference),
+        reason,
+    };
+    let parsed = reference::parse(&canonical).map_err(|e| invalid(describe(e)))?;
+    // The runtime checks digests strictly (lower-case hex); the grammar does not.
+    if let Some(digest) = parsed.digest
+        && digest.bytes().any(|b| b.is_ascii_uppercase())
+    {
+        return Err(invalid("digest must be lower-case hex".to_owned()));
+    }
+
+    let location = match ecr_host(parsed.registry) {
+        Some((account, region, host_kind)) => Location::Ecr {
+            repository: EcrRepository {
+                account: account.to_owned(),
+                region: region.to_owned(),
+                name: parsed.repository.clone().into_owned(),
+            },
+            host_kind,
+        },
+        None => Location::NotEcr,
+    };
+    Ok(ImageRef {
+        name: [parsed.registry, "/", &parsed.repository].concat(),
+        tag: parsed.tag.map(str::to_owned),
+        digest: parsed.digest.map(str::to_owned),
+        location,
+    })
+}
+
+/// The checks before the grammar, and the reference with its host in canonical
+/// spelling (borrowed when it already is).
+fn canonical(reference: &str) -> Result<Cow<'_, str>, ImageError> {
     if reference.trim().is_empty() {
         return Err(ImageError::Empty);
     }
@@ -123,84 +159,31 @@ pub fn parse(reference: &str) -> Result<ImageRef, ImageError> {
     };
     let (host, rest) = split_host(reference);
     check_written_form(reference, host, rest).map_err(invalid)?;
-    let canonical = match host {
-        Some(host) => format!("{}/{rest}", canonical_host(host).map_err(invalid)?),
-        None => rest.to_owned(),
-    };
-
-    let parsed = Reference::from_str(&canonical).map_err(|e| invalid(describe(&e)))?;
-    // The runtime checks digests strictly (lower-case hex); the parser does not.
-    if let Some(digest) = parsed.digest()
-        && digest.bytes().any(|b| b.is_ascii_uppercase())
-    {
-        return Err(invalid("digest must be lower-case hex".to_owned()));
-    }
-
-    let location = match ecr_host(parsed.registry()) {
-        Some((account, region, host_kind)) => Location::Ecr {
-            repository: EcrRepository {
-                account: account.to_owned(),
-                region: region.to_owned(),
-                name: parsed.repository().to_owned(),
-            },
-            host_kind,
+    Ok(match host {
+        Some(host) => match canonical_host(host).map_err(invalid)? {
+            Cow::Borrowed(_) => Cow::Borrowed(reference),
+            Cow::Owned(host) => Cow::Owned(format!("{host}/{rest}")),
         },
-        None => Location::NotEcr,
-    };
-    Ok(ImageRef {
-        name: format!("{}/{}", parsed.registry(), parsed.repository()),
-        tag: parsed.tag().map(str::to_owned),
-        digest: parsed.digest().map(str::to_owned),
-        location,
+        None => Cow::Borrowed(reference),
     })
 }
 
-/// References longer than this are parsed every time, never remembered.
-const MAX_CACHED_REFERENCE: usize = 512;
-/// The parse cache is emptied when it holds this many references.
-const MAX_CACHED_REFERENCES: usize = 4096;
-
-type ParseCache = Mutex<HashMap<Box<str>, Result<ImageRef, ImageError>>>;
-
-/// [`parse`], remembered. A cluster runs the same few hundred references over
-/// and over, and oci-spec's parser (a regex with captures) costs 10–20 µs for an
-/// ECR reference: more than the rest of a warm review. The table is bounded
-/// (at most 4,096 references of at most 512 bytes, emptied when full) and the
-/// answer is exactly what [`parse`] returns.
-pub fn parse_cached(reference: &str) -> Result<ImageRef, ImageError> {
-    static CACHE: LazyLock<ParseCache> = LazyLock::new(|| Mutex::new(HashMap::new()));
-    if reference.len() > MAX_CACHED_REFERENCE {
-        return parse(reference);
-    }
-    let lock = || CACHE.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(known) = lock().get(reference) {
-        return known.clone();
-    }
-    let parsed = parse(reference);
-    let mut cache = lock();
-    if cache.len() >= MAX_CACHED_REFERENCES {
-        cache.clear();
-    }
-    cache.insert(reference.into(), parsed.clone());
-    parsed
-}
-
-/// What a runtime rejects but oci-spec lets through, judged on the reference as
-/// written (`host` and `rest` from [`split_host`]).
+/// What a runtime rejects but the grammar lets through, judged on the reference
+/// as written (`host` and `rest` from [`split_host`]).
 fn check_written_form(reference: &str, host: Option<&str>, rest: &str) -> Result<(), String> {
-    // The grammar is ASCII only; oci-spec's `\w` takes any Unicode letter in a tag.
+    // The grammar is ASCII only (oci-spec's `\w` took any Unicode letter in a tag).
     if !reference.is_ascii() {
         return Err("only ASCII characters are allowed".to_owned());
     }
-    // Tags may be mixed case, path components may not. oci-spec takes an
+    // Tags may be mixed case, path components may not. The grammar takes an
     // upper-case first component without a host (`Team/app`) as a Docker Hub path.
     let path = rest.split([':', '@']).next().unwrap_or_default();
     if path.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Err(ParseError::NameContainsUppercase.to_string());
+        return Err(GrammarError::NameContainsUppercase.to_string());
     }
-    // oci-spec counts only the path; Docker counts host and path.
+    // The grammar (as oci-spec) counts only the path; Docker counts host and path.
     if host.map_or(0, |h| h.len() + 1) + path.len() > NAME_TOTAL_LENGTH_MAX {
-        return Err(ParseError::NameTooLong.to_string());
+        return Err(GrammarError::NameTooLong.to_string());
     }
     // A bare image id names a local image, not a repository.
     let is_hex = |b: u8| matches!(b, b'0'..=b'9' | b'a'..=b'f');
@@ -225,9 +208,14 @@ fn split_host(reference: &str) -> (Option<&str>, &str) {
 }
 
 /// Lower-cases a host and writes its port as the number a client dials, dropping
-/// `443`: `A.example:0443` and `a.example` are the same registry.
-fn canonical_host(host: &str) -> Result<String, String> {
-    let host = host.to_ascii_lowercase();
+/// `443`: `A.example:0443` and `a.example` are the same registry. Borrowed when
+/// the host is already written that way.
+fn canonical_host(host: &str) -> Result<Cow<'_, str>, String> {
+    let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    };
     let Some((name, port)) = host.rsplit_once(':') else {
         return Ok(host);
     };
@@ -242,8 +230,8 @@ fn canonical_host(host: &str) -> Result<String, String> {
         return Err("the host has more than one port".to_owned());
     }
     match port.parse::<u16>() {
-        Ok(443) => Ok(name.to_owned()),
-        Ok(number) if number > 0 => Ok(format!("{name}:{number}")),
+        Ok(443) => Ok(Cow::Owned(name.to_owned())),
+        Ok(number) if number > 0 => Ok(Cow::Owned(format!("{name}:{number}"))),
         _ => Err(format!("port {port} is out of range")),
     }
 }
@@ -264,24 +252,22 @@ const ECR_SUFFIXES: &[&str] = &[
 /// Recognises a private ECR host (already lower-case, port removed) and returns
 /// its account, region and kind. Every label must match: a look-alike is not ECR.
 fn ecr_host(host: &str) -> Option<(&str, &str, HostKind)> {
-    let labels: Vec<&str> = host.split('.').collect();
-    let (account, rest) = labels.split_first()?;
+    let (account, rest) = host.split_once('.')?;
     // Any service form with any suffix, as the ECR credential helper accepts:
     // calling a host ECR that is not only costs a failed lookup, while missing
-    // a real one would let its image through unchecked.
-    let (host_kind, rest) = match rest {
-        ["dkr", "ecr", rest @ ..] => (HostKind::Standard, rest),
-        ["dkr", "ecr-fips", rest @ ..] => (HostKind::Fips, rest),
-        ["dkr-ecr", rest @ ..] => (HostKind::DualStack, rest),
-        ["dkr-ecr-fips", rest @ ..] => (HostKind::DualStackFips, rest),
-        _ => return None,
-    };
-    let (region, suffix) = rest.split_first()?;
-    let known_suffix = ECR_SUFFIXES
-        .iter()
-        .any(|known| known.split('.').eq(suffix.iter().copied()));
-    (is_account(account) && is_region(region) && known_suffix)
-        .then_some((*account, *region, host_kind))
+    // a real one would let its image through unchecked. (Prefixes end in `.`,
+    // so each matches whole labels.)
+    let (host_kind, rest) = [
+        ("dkr.ecr.", HostKind::Standard),
+        ("dkr.ecr-fips.", HostKind::Fips),
+        ("dkr-ecr.", HostKind::DualStack),
+        ("dkr-ecr-fips.", HostKind::DualStackFips),
+    ]
+    .into_iter()
+    .find_map(|(service, kind)| Some((kind, rest.strip_prefix(service)?)))?;
+    let (region, suffix) = rest.split_once('.')?;
+    (is_account(account) && is_region(region) && ECR_SUFFIXES.contains(&suffix))
+        .then_some((account, region, host_kind))
 }
 
 fn is_account(label: &str) -> bool {
@@ -293,24 +279,24 @@ fn is_account(label: &str) -> bool {
 fn is_region(label: &str) -> bool {
     let all =
         |part: &str, test: fn(&u8) -> bool| !part.is_empty() && part.bytes().all(|b| test(&b));
-    match label.split('-').collect::<Vec<_>>().as_slice() {
-        [area, words @ .., number] => {
-            !words.is_empty()
-                && all(area, u8::is_ascii_lowercase)
-                && words
-                    .iter()
-                    .all(|word| all(word, u8::is_ascii_alphanumeric))
-                && all(number, u8::is_ascii_digit)
-        }
-        _ => false,
-    }
+    let Some((area, rest)) = label.split_once('-') else {
+        return false;
+    };
+    let Some((words, number)) = rest.rsplit_once('-') else {
+        return false;
+    };
+    all(area, u8::is_ascii_lowercase)
+        && words
+            .split('-')
+            .all(|word| all(word, u8::is_ascii_alphanumeric))
+        && all(number, u8::is_ascii_digit)
 }
 
-/// The parser's message, with the expected shape added where it only says
-/// "invalid".
-fn describe(error: &ParseError) -> String {
+/// The grammar's message (oci-spec's wording), with the expected shape added
+/// where it only says "invalid".
+fn describe(error: GrammarError) -> String {
     match error {
-        ParseError::ReferenceInvalidFormat => {
+        GrammarError::InvalidFormat => {
             format!("{error} (expected [host[:port]/]path[:tag][@digest])")
         }
         _ => error.to_string(),
@@ -337,23 +323,6 @@ mod tests {
                 name: name.to_owned(),
             },
             host_kind,
-        }
-    }
-
-    #[test]
-    fn parse_cached_answers_what_parse_answers() {
-        for reference in [
-            "123456789012.dkr.ecr.us-east-1.amazonaws.com/payments/api:1.4",
-            "nginx",
-            "Team/app",
-            "",
-        ] {
-            assert_eq!(parse_cached(reference), parse(reference), "{reference}");
-            assert_eq!(
-                parse_cached(reference),
-                parse(reference),
-                "{reference} again"
-            );
         }
     }
 
@@ -700,6 +669,91 @@ mod tests {
         };
         assert_eq!(reference.chars().count(), MAX_REFERENCE_IN_ERROR + 1);
         assert!(reference.ends_with('…'));
+    }
+
+    /// `ecr_host` as first written (labels collected into `Vec`s), the oracle
+    /// for the allocation-free one.
+    fn ecr_host_by_labels(host: &str) -> Option<(&str, &str, HostKind)> {
+        let labels: Vec<&str> = host.split('.').collect();
+        let (account, rest) = labels.split_first()?;
+        let (host_kind, rest) = match rest {
+            ["dkr", "ecr", rest @ ..] => (HostKind::Standard, rest),
+            ["dkr", "ecr-fips", rest @ ..] => (HostKind::Fips, rest),
+            ["dkr-ecr", rest @ ..] => (HostKind::DualStack, rest),
+            ["dkr-ecr-fips", rest @ ..] => (HostKind::DualStackFips, rest),
+            _ => return None,
+        };
+        let (region, suffix) = rest.split_first()?;
+        let known_suffix = ECR_SUFFIXES
+            .iter()
+            .any(|known| known.split('.').eq(suffix.iter().copied()));
+        let words: Vec<&str> = region.split('-').collect();
+        let all =
+            |part: &str, test: fn(&u8) -> bool| !part.is_empty() && part.bytes().all(|b| test(&b));
+        let region_like = match words.as_slice() {
+            [area, words @ .., number] => {
+                !words.is_empty()
+                    && all(area, u8::is_ascii_lowercase)
+                    && words.iter().all(|w| all(w, u8::is_ascii_alphanumeric))
+                    && all(number, u8::is_ascii_digit)
+            }
+            _ => false,
+        };
+        (is_account(account) && region_like && known_suffix)
+            .then_some((*account, *region, host_kind))
+    }
+
+    #[test]
+    fn ecr_host_answers_as_the_label_by_label_original() {
+        // Pieces of ECR hosts and near misses, joined by `.` in every order
+        // (a piece may hold several labels).
+        const PIECES: &[&str] = &[
+            ACCOUNT,
+            "dkr",
+            "ecr",
+            "ecr-fips",
+            "dkr-ecr",
+            "dkr-ecr-fips",
+            "us-east-1",
+            "us-1",
+            "amazonaws.com",
+            "on.aws",
+            "com",
+            "",
+        ];
+        let mut hosts = vec![String::new()];
+        let mut ecr = 0;
+        for length in 1..=5 {
+            hosts = hosts
+                .iter()
+                .flat_map(|h| {
+                    PIECES.iter().map(move |p| match length {
+                        1 => (*p).to_owned(),
+                        _ => format!("{h}.{p}"),
+                    })
+                })
+                .collect();
+            for host in &hosts {
+                let answer = ecr_host(host);
+                assert_eq!(answer, ecr_host_by_labels(host), "{host:?}");
+                ecr += usize::from(answer.is_some());
+            }
+        }
+        assert!(ecr > 0);
+        for region in [
+            "us-east-1",
+            "eusc-de-east-1",
+            "us-1",
+            "-us-east-1",
+            "us--1",
+            "us-east-",
+            "Us-east-1",
+            "us-ea5t-1",
+            "us-east-1a",
+        ] {
+            let host = format!("{ACCOUNT}.dkr.ecr.{region}.amazonaws.com");
+            assert_eq!(ecr_host(&host), ecr_host_by_labels(&host), "{host:?}");
+        }
     }
 
     #[test]
