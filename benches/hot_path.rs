@@ -43,11 +43,16 @@ fn image_parse(c: &mut Criterion) {
             "quay.io/prometheus/statsd-exporter:v0.26.0".to_string(),
         ),
     ];
-    for (name, reference) in cases {
-        group.bench_function(name, |b| {
-            b.iter(|| ecr_guard::image::parse(black_box(&reference)))
+    for (name, reference) in &cases {
+        group.bench_function(*name, |b| {
+            b.iter(|| ecr_guard::image::parse(black_box(reference)))
         });
     }
+    // What a review pays for a reference it has seen before.
+    let (_, ecr) = &cases[0];
+    group.bench_function("ecr_tag_cached", |b| {
+        b.iter(|| ecr_guard::image::parse_cached(black_box(ecr)))
+    });
     group.finish();
 }
 

@@ -2,6 +2,7 @@
 //! Pure: no I/O, no clock. Everything that waits on the network happens before.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use super::compile::{Body, Checks, Policy};
 use super::crd::{Mode, NonEcrImages, OnLookupFailure};
@@ -41,13 +42,15 @@ pub struct Subject {
     pub name: String,
     /// The image reference exactly as written.
     pub reference: String,
-    pub image: Result<ImageRef, ImageError>,
+    /// Shared with every subject naming the same reference (see
+    /// [`parse_cached`](crate::image::parse_cached)).
+    pub image: Arc<Result<ImageRef, ImageError>>,
 }
 
 impl Subject {
     pub fn new(slot: Slot, name: impl Into<String>, reference: impl Into<String>) -> Self {
         let reference = reference.into();
-        let image = crate::image::parse(&reference);
+        let image = crate::image::parse_cached(&reference);
         Self {
             slot,
             name: name.into(),
@@ -102,7 +105,7 @@ pub fn repositories_to_look_up(
 ) -> BTreeSet<EcrRepository> {
     subjects
         .iter()
-        .filter_map(|s| s.image.as_ref().ok())
+        .filter_map(|s| (*s.image).as_ref().ok())
         .filter_map(|image| {
             let repo = image.ecr_repository()?;
             policies
@@ -176,7 +179,7 @@ fn judge(
             hint,
         });
     };
-    let image = match &subject.image {
+    let image = match &*subject.image {
         Ok(image) => image,
         Err(e) => {
             // An unreadable reference cannot be matched against globs, so every
@@ -457,7 +460,11 @@ fn notice_unusable_keys(
         .filter_map(|v| v.subject.as_ref().map(|(d, _)| d.as_str()))
         .collect();
     for subject in subjects {
-        let Some(repo) = subject.image.as_ref().ok().and_then(|i| i.ecr_repository()) else {
+        let Some(repo) = (*subject.image)
+            .as_ref()
+            .ok()
+            .and_then(|i| i.ecr_repository())
+        else {
             continue;
         };
         let Some(Ok(RepositoryLookup::Found(RepositoryFacts {
