@@ -132,6 +132,8 @@ struct JobTemplateView {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SpecView {
+    // PodSpecView's four fields spelled out again: `#[serde(flatten)]` would
+    // buffer the whole spec first, the very cost this view exists to avoid.
     #[serde(default, deserialize_with = "null_as_default")]
     containers: Vec<ContainerView>,
     #[serde(default, deserialize_with = "null_as_default")]
