@@ -108,10 +108,10 @@ impl Admission {
         let started = Instant::now();
         // Static labels: the kind comes from the request, and any string sent to
         // the webhook must not become a metric series of its own.
-        let kind_label = WorkloadKind::from_group_kind(&request.kind.group, &request.kind.kind)
-            .map_or("other", WorkloadKind::as_str);
+        let kind = WorkloadKind::from_group_kind(&request.kind.group, &request.kind.kind);
+        let kind_label = kind.map_or("other", WorkloadKind::as_str);
         let operation = operation_name(&request.operation);
-        let (response, verdict, decision) = match self.subjects(&mut request) {
+        let (response, verdict, decision) = match self.subjects(&mut request, kind) {
             Ok(None) => (AdmissionResponse::from(&request), None, "skipped"),
             Err(reason) => {
                 // The API server validated the object before us, so an unreadable pod
@@ -183,16 +183,17 @@ impl Admission {
     }
 
     /// The images this request asks us to judge; `None` when it is none of our
-    /// business. Takes the objects' specs out of the request.
+    /// business (`kind`: the judged workload kind, if it is one). Takes the
+    /// objects' specs out of the request.
     fn subjects(
         &self,
         request: &mut AdmissionRequest<ReviewedObject>,
+        kind: Option<WorkloadKind>,
     ) -> Result<Option<Vec<Subject>>, String> {
         if !matches!(request.operation, Operation::Create | Operation::Update) {
             return Ok(None);
         }
-        let Some(kind) = WorkloadKind::from_group_kind(&request.kind.group, &request.kind.kind)
-        else {
+        let Some(kind) = kind else {
             return Ok(None);
         };
         // pods/ephemeralcontainers carries the whole Pod; other subresources
