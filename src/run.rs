@@ -252,6 +252,12 @@ impl FactSource for LazyRegistry {
         '_,
         std::collections::HashMap<crate::image::EcrRepository, crate::registry::facts::Lookup>,
     > {
+        // Once the registry exists, box only its lookup: the future of `get()`
+        // holds AWS's configuration loader (~12 KB), and boxing it too cost a
+        // copy of that much on every warm review.
+        if let Some(registry) = self.cell.get() {
+            return Box::pin(registry.lookup_all(repositories, deadline));
+        }
         Box::pin(async move {
             match self.get().await {
                 Ok(registry) => registry.lookup_all(repositories, deadline).await,
