@@ -89,7 +89,13 @@ struct RepositoryKey(Box<str>);
 
 impl RepositoryKey {
     fn new(repo: &EcrRepository) -> Self {
-        Self(format!("{}/{}/{}", repo.account, repo.region, repo.name).into())
+        // `join`, not `format!`: this runs for every warm lookup, and the
+        // formatting machinery cost more than the copy itself.
+        Self(
+            [repo.account.as_str(), &repo.region, &repo.name]
+                .join("/")
+                .into(),
+        )
     }
 }
 
