@@ -214,11 +214,16 @@ fn judge(
         }
         return;
     };
-    let lookup = facts.get(repo).cloned().unwrap_or_else(|| {
-        Err(LookupFailure::Aws(
-            "no lookup was made for this repository".to_string(),
-        ))
-    });
+    let not_looked_up;
+    let lookup = match facts.get(repo) {
+        Some(lookup) => lookup,
+        None => {
+            not_looked_up = Err(LookupFailure::Aws(
+                "no lookup was made for this repository".to_string(),
+            ));
+            &not_looked_up
+        }
+    };
     match lookup {
         Err(failure) => {
             if checks.on_lookup_failure == OnLookupFailure::Deny {
@@ -257,7 +262,7 @@ fn judge(
             Some(Hint::PushImage { repo: repo.clone() }),
         ),
         Ok(RepositoryLookup::Found(found)) => {
-            for (reason, finding, hint) in check_rules(&policy.name, checks, repo, &found) {
+            for (reason, finding, hint) in check_rules(&policy.name, checks, repo, found) {
                 push(reason, finding, hint);
             }
         }
