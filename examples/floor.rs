@@ -4,14 +4,20 @@
 //! tokio runtime; `POST /validate` reads the body and answers a fixed "allowed"
 //! AdmissionReview. ecr-guard's warm path is measured against it in the same run.
 //!
-//! `floor --listen 127.0.0.1:8444`
+//! With `--read-json` it first reads the body with serde_json, keeping nothing
+//! (`IgnoredAny`): the least any webhook that reads the review with serde_json
+//! pays. The bench reports it beside the floor, as the ceiling of the
+//! throughput ratio for such a webhook.
+//!
+//! `floor [--listen 127.0.0.1:8444] [--read-json]`
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::http::header;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::post;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -23,9 +29,24 @@ use tokio_rustls::TlsAcceptor;
 
 const ALLOWED: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"00000000-0000-4000-8000-000000000000","allowed":true,"status":{"metadata":{},"code":200}}}"#;
 
-async fn validate(body: Bytes) -> impl IntoResponse {
+async fn validate(State(read_json): State<bool>, body: Bytes) -> impl IntoResponse {
     std::hint::black_box(body.len());
-    ([(header::CONTENT_TYPE, "application/json")], ALLOWED)
+    // UTF-8 checked once, then read as text: the way ecr-guard reads a review.
+    let unreadable = read_json
+        && std::str::from_utf8(&body)
+            .ok()
+            .and_then(|text| serde_json::from_str::<serde::de::IgnoredAny>(text).ok())
+            .is_none();
+    let status = if unreadable {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        ALLOWED,
+    )
 }
 
 fn tls_config() -> anyhow::Result<rustls::ServerConfig> {
@@ -46,16 +67,26 @@ fn tls_config() -> anyhow::Result<rustls::ServerConfig> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let mut listen: SocketAddr = "127.0.0.1:8444".parse()?;
+    let mut read_json = false;
     let mut args = std::env::args().skip(1);
-    let listen: SocketAddr = match (args.next().as_deref(), args.next()) {
-        (Some("--listen"), Some(addr)) => addr.parse()?,
-        (None, _) => "127.0.0.1:8444".parse()?,
-        _ => anyhow::bail!("usage: floor [--listen ADDR]"),
-    };
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--listen" => match args.next() {
+                Some(addr) => listen = addr.parse()?,
+                None => anyhow::bail!("--listen needs an address"),
+            },
+            "--read-json" => read_json = true,
+            _ => anyhow::bail!("usage: floor [--listen ADDR] [--read-json]"),
+        }
+    }
     let acceptor = TlsAcceptor::from(Arc::new(tls_config()?));
     let listener = TcpListener::bind(listen).await?;
     println!("floor listening on https://{}", listener.local_addr()?);
-    let service = TowerToHyperService::new(Router::new().route("/validate", post(validate)));
+    let router = Router::new()
+        .route("/validate", post(validate))
+        .with_state(read_json);
+    let service = TowerToHyperService::new(router);
     let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
     loop {
         let Ok((stream, _)) = listener.accept().await else {

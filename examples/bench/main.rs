@@ -5,6 +5,9 @@
 //!   reviews) against ecr-guard with a warm cache and against the floor server
 //!   (`examples/floor.rs`), interleaved in each run; saturated and at a fixed
 //!   2,000 reviews/s; medians over the runs, ratios taken within each run;
+//!   for reference, the floor again reading each body with serde_json
+//!   (`--read-json`), saturated: the ratio a webhook reaches if reading the
+//!   review is all it does;
 //! - cold path: 1,000 concurrent reviews of one uncached repository, then 1,000
 //!   over 1,000 distinct ones, AWS calls counted (and concurrency watched) by a
 //!   proxy in front of moto;
@@ -73,6 +76,27 @@ fn args() -> Args {
         }
     }
     args
+}
+
+/// The floor server (`examples/floor.rs`) with `extra` arguments, once it
+/// accepts connections: the child and its URL.
+async fn start_floor(extra: &[&str]) -> (std::process::Child, String) {
+    let port = serve::free_port();
+    let child = std::process::Command::new(sibling("examples/floor"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn the floor server");
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(started.elapsed() < Duration::from_secs(10), "floor not up");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    (child, format!("https://127.0.0.1:{port}/validate"))
 }
 
 /// The release binaries next to this one (`target/release/examples/bench`).
@@ -277,21 +301,8 @@ async fn warm_path(
     }
     let aws_calls_warm = proxy.count(DESCRIBE_REPOSITORIES);
 
-    let floor_port = serve::free_port();
-    let mut floor = std::process::Command::new(sibling("examples/floor"))
-        .args(["--listen", &format!("127.0.0.1:{floor_port}")])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn the floor server");
-    let floor_url = format!("https://127.0.0.1:{floor_port}/validate");
-    let started = Instant::now();
-    while tokio::net::TcpStream::connect(("127.0.0.1", floor_port))
-        .await
-        .is_err()
-    {
-        assert!(started.elapsed() < Duration::from_secs(10), "floor not up");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let (mut floor, floor_url) = start_floor(&[]).await;
+    let (mut floor_json, floor_json_url) = start_floor(&["--read-json"]).await;
     let guard_url = format!("https://127.0.0.1:{}/validate", serve.addr.port());
 
     println!(
@@ -314,18 +325,22 @@ async fn warm_path(
         duration: Duration::from_secs(2),
         ..oha
     };
-    let _ = warmup.run(&guard_url, None);
-    let _ = warmup.run(&floor_url, None);
+    let (guard_pid, floor_pid, floor_json_pid) = (serve.child.id(), floor.id(), floor_json.id());
+    let _ = warmup.run(&guard_url, guard_pid, None);
+    let _ = warmup.run(&floor_url, floor_pid, None);
+    let _ = warmup.run(&floor_json_url, floor_json_pid, None);
 
     let mut saturated: Vec<(Load, Load)> = Vec::new();
+    let mut json_ceiling: Vec<Load> = Vec::new();
     let mut fixed: Vec<(Load, Load)> = Vec::new();
     let show = |what: &str, l: &Load| {
         format!(
-            "{what:<22} {:>9.0} req/s  p50 {:>6.3} ms  p99 {:>6.3} ms  max {:>7.2} ms{}",
+            "{what:<22} {:>9.0} req/s  p50 {:>6.3} ms  p99 {:>6.3} ms  max {:>7.2} ms  cpu {:>5.1} µs/req{}",
             l.rps,
             l.p50_ms,
             l.p99_ms,
             l.max_ms,
+            l.cpu_us,
             if l.failed > 0 {
                 format!("  ({} failed)", l.failed)
             } else {
@@ -337,26 +352,37 @@ async fn warm_path(
         let guard_first = run % 2 == 0;
         let pair = |rate: Option<u32>| {
             if guard_first {
-                let g = oha.run(&guard_url, rate);
-                (g, oha.run(&floor_url, rate))
+                let g = oha.run(&guard_url, guard_pid, rate);
+                (g, oha.run(&floor_url, floor_pid, rate))
             } else {
-                let f = oha.run(&floor_url, rate);
-                (oha.run(&guard_url, rate), f)
+                let f = oha.run(&floor_url, floor_pid, rate);
+                (oha.run(&guard_url, guard_pid, rate), f)
             }
         };
         let (g, f) = pair(None);
         println!("    run {}: {}", run + 1, show("saturated ecr-guard", &g));
         println!("    run {}: {}", run + 1, show("saturated floor", &f));
         println!("    run {}: throughput ratio {:.3}", run + 1, g.rps / f.rps);
+        let j = oha.run(&floor_json_url, floor_json_pid, None);
+        println!("    run {}: {}", run + 1, show("saturated floor+json", &j));
+        println!(
+            "    run {}: floor+json/floor {:.3}, ecr-guard/floor+json {:.3}",
+            run + 1,
+            j.rps / f.rps,
+            g.rps / j.rps
+        );
         saturated.push((g, f));
+        json_ceiling.push(j);
         let (g, f) = pair(Some(2000));
         println!("    run {}: {}", run + 1, show("2000/s ecr-guard", &g));
         println!("    run {}: {}", run + 1, show("2000/s floor", &f));
         println!("    run {}: p99 ratio {:.3}", run + 1, g.p99_ms / f.p99_ms);
         fixed.push((g, f));
     }
-    let _ = floor.kill();
-    let _ = floor.wait();
+    for server in [&mut floor, &mut floor_json] {
+        let _ = server.kill();
+        let _ = server.wait();
+    }
     let aws_calls_during_load = proxy.count(DESCRIBE_REPOSITORIES) - aws_calls_warm;
 
     let med = |v: &[(Load, Load)], pick: fn(&Load) -> f64, guard: bool| {
@@ -372,6 +398,7 @@ async fn warm_path(
             p50_ms: med(v, |l| l.p50_ms, guard),
             p99_ms: med(v, |l| l.p99_ms, guard),
             max_ms: med(v, |l| l.max_ms, guard),
+            cpu_us: med(v, |l| l.cpu_us, guard),
             failed: v
                 .iter()
                 .map(|(g, f)| if guard { g.failed } else { f.failed })
@@ -391,7 +418,7 @@ async fn warm_path(
             .join(", ")
     };
     let mut out = vec![format!(
-        "warm path (oha, HTTP/1.1 keep-alive, 64 connections, {} s x {} runs, medians; max is the median of the runs' maxima):",
+        "warm path (oha, HTTP/1.1 keep-alive, 64 connections, {} s x {} runs, medians; max is the median of the runs' maxima; cpu is the server's CPU time per answered request):",
         args.seconds, args.runs
     )];
     out.extend(
@@ -403,6 +430,31 @@ async fn warm_path(
         "  throughput ecr-guard/floor: median {:.3} (runs: {})   (goal >= 0.80)",
         median(throughput_ratios.clone()),
         fmt_all(&throughput_ratios)
+    ));
+    let ceiling: Vec<f64> = json_ceiling
+        .iter()
+        .zip(&saturated)
+        .map(|(j, (_, f))| j.rps / f.rps)
+        .collect();
+    let of_ceiling: Vec<f64> = json_ceiling
+        .iter()
+        .zip(&saturated)
+        .map(|(j, (g, _))| g.rps / j.rps)
+        .collect();
+    out.push(format!(
+        "  reference, saturated floor+json (the floor reading each body with serde_json, keeping nothing): {:.0} req/s, cpu {:.1} µs/req",
+        median(json_ceiling.iter().map(|l| l.rps).collect()),
+        median(json_ceiling.iter().map(|l| l.cpu_us).collect())
+    ));
+    out.push(format!(
+        "    floor+json/floor: median {:.3} (runs: {})   (what a webhook reaches if reading the body with serde_json is all it does)",
+        median(ceiling.clone()),
+        fmt_all(&ceiling)
+    ));
+    out.push(format!(
+        "    ecr-guard/floor+json: median {:.3} (runs: {})",
+        median(of_ceiling.clone()),
+        fmt_all(&of_ceiling)
     ));
     out.extend(
         summary("2000/s", &fixed)

@@ -15,6 +15,10 @@ pub struct Load {
     pub max_ms: f64,
     /// Requests that were not answered 200.
     pub failed: u64,
+    /// The server's CPU time (user + system, all threads) per successful
+    /// request, in µs: unlike req/s, it does not depend on how the two cores
+    /// were shared with oha.
+    pub cpu_us: f64,
 }
 
 pub struct Oha<'a> {
@@ -25,8 +29,9 @@ pub struct Oha<'a> {
 }
 
 impl Oha<'_> {
-    /// Saturated (`rate: None`) or fixed-rate load on `url`.
-    pub fn run(&self, url: &str, rate: Option<u32>) -> Load {
+    /// Saturated (`rate: None`) or fixed-rate load on `url`, served by
+    /// process `pid`.
+    pub fn run(&self, url: &str, pid: u32, rate: Option<u32>) -> Load {
         let mut command = Command::new(self.binary);
         command
             .args(["--no-tui", "--output-format", "json", "--insecure"])
@@ -44,7 +49,9 @@ impl Oha<'_> {
                 .arg("--latency-correction");
         }
         command.arg(url);
+        let cpu_before = cpu_ticks(pid);
         let output = command.output().expect("run oha");
+        let cpu = cpu_ticks(pid).saturating_sub(cpu_before);
         assert!(
             output.status.success(),
             "oha failed: {}",
@@ -76,8 +83,23 @@ impl Oha<'_> {
             p99_ms: latency["p99"].as_f64().unwrap_or(f64::NAN),
             max_ms: latency["max"].as_f64().unwrap_or(f64::NAN),
             failed: all - ok + errors,
+            cpu_us: cpu as f64 * 1e6 / USER_HZ / ok as f64,
         }
     }
+}
+
+/// The unit of `/proc/PID/stat`'s CPU times: fixed at 100 by Linux's ABI.
+const USER_HZ: f64 = 100.0;
+
+/// utime + stime of process `pid` (every thread), in 1/USER_HZ s; 0 if gone.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces:
+    // state is field 3, utime 14 and stime 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+    field(14).unwrap_or(0) + field(15).unwrap_or(0)
 }
 
 pub fn median(mut values: Vec<f64>) -> f64 {
