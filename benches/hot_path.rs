@@ -2,7 +2,9 @@
 //! - `image_parse`: one image reference → `ImageRef` (ECR or not);
 //! - `evaluate`: a 10-container Pod against 20 policies, facts in hand;
 //! - `review`: AdmissionReview bytes → decode → verdict (facts from the
-//!   registry's warm cache) → encoded response bytes, as `POST /validate` does.
+//!   registry's warm cache) → encoded response bytes, as `POST /validate` does;
+//! - `decode`: the review's first step alone, beside serde_json reading the
+//!   same bytes and keeping nothing (the least any serde_json reader pays).
 //!
 //! `cargo bench --bench hot_path`; under `cargo test --all-targets` each runs once.
 
@@ -138,6 +140,46 @@ fn warm_registry(runtime: &tokio::runtime::Runtime) -> Registry {
     registry
 }
 
+/// The bodies `review` measures: a 1-container and a 10-container Pod.
+fn review_bodies() -> [(&'static str, Vec<u8>); 2] {
+    let pods: [(&str, Vec<(String, String)>); 2] = [
+        (
+            "pod_1_container",
+            vec![("api".into(), fixtures::ecr_image("payments/api", "1.4"))],
+        ),
+        ("pod_10_containers", fixtures::ten_container_pod()),
+    ];
+    pods.map(|(name, containers)| {
+        let body = serde_json::to_vec(&fixtures::pod_review(
+            "2b0d8d62-5b8e-4c1a-9f57-1d2c3b4a5e6f",
+            "payments",
+            "api-7d9f8c6b5-x7k2p",
+            &containers,
+            0,
+        ))
+        .expect("encode review");
+        (name, body)
+    })
+}
+
+fn decode(c: &mut Criterion) {
+    let mut group = c.benchmark_group("decode");
+    group.throughput(Throughput::Elements(1));
+    for (name, body) in review_bodies() {
+        ecr_guard::admission::decode(&body).expect("the bench review decodes");
+        group.bench_function(format!("review_{name}_{}B", body.len()), |b| {
+            b.iter(|| ecr_guard::admission::decode(black_box(&body)).expect("decodes"))
+        });
+        group.bench_function(format!("serde_skip_{name}_{}B", body.len()), |b| {
+            b.iter(|| {
+                let text = std::str::from_utf8(black_box(&body)).expect("UTF-8");
+                serde_json::from_str::<serde::de::IgnoredAny>(text).expect("JSON")
+            })
+        });
+    }
+    group.finish();
+}
+
 fn review(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -159,24 +201,9 @@ fn review(c: &mut Criterion) {
     );
     let admission = Admission::new(inventory, judge, AdmissionMetrics::default());
 
-    let pods: [(&str, Vec<(String, String)>); 2] = [
-        (
-            "pod_1_container",
-            vec![("api".into(), fixtures::ecr_image("payments/api", "1.4"))],
-        ),
-        ("pod_10_containers", fixtures::ten_container_pod()),
-    ];
     let mut group = c.benchmark_group("review");
     group.throughput(Throughput::Elements(1));
-    for (name, containers) in pods {
-        let body = serde_json::to_vec(&fixtures::pod_review(
-            "2b0d8d62-5b8e-4c1a-9f57-1d2c3b4a5e6f",
-            "payments",
-            "api-7d9f8c6b5-x7k2p",
-            &containers,
-            0,
-        ))
-        .expect("encode review");
+    for (name, body) in review_bodies() {
         let answer = runtime
             .block_on(admission.review_bytes(&body))
             .expect("review");
@@ -206,6 +233,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = image_parse, evaluate, review
+    targets = image_parse, evaluate, decode, review
 }
 criterion_main!(benches);
