@@ -59,6 +59,11 @@ impl Subject {
         }
     }
 
+    /// The ECR repository the image comes from, if it parsed and is one.
+    pub fn ecr_repository(&self) -> Option<&EcrRepository> {
+        (*self.image).as_ref().ok()?.ecr_repository()
+    }
+
     /// `container "api" image 1234….amazonaws.com/payments/api:1.4`; a
     /// reference longer than any valid one is cut, so that a hostile or broken
     /// spec cannot make the denial message (shown to the user) megabytes long.
@@ -465,11 +470,7 @@ fn notice_unusable_keys(
         .filter_map(|v| v.subject.as_ref().map(|(d, _)| d.as_str()))
         .collect();
     for subject in subjects {
-        let Some(repo) = (*subject.image)
-            .as_ref()
-            .ok()
-            .and_then(|i| i.ecr_repository())
-        else {
+        let Some(repo) = subject.ecr_repository() else {
             continue;
         };
         let Some(Ok(RepositoryLookup::Found(RepositoryFacts {

@@ -353,7 +353,7 @@ fn judge_in(policies: &[Policy], labels: &[(&str, &str)], subjects: Vec<Subject>
         .collect();
     let facts: HashMap<EcrRepository, Lookup> = subjects
         .iter()
-        .filter_map(|s| (*s.image).as_ref().ok()?.ecr_repository().cloned())
+        .filter_map(|s| s.ecr_repository().cloned())
         .map(|r| (r, aes256()))
         .collect();
     evaluate(
