@@ -2,7 +2,8 @@
 //! - `image_parse`: one image reference → `ImageRef` (ECR or not);
 //! - `evaluate`: a 10-container Pod against 20 policies, facts in hand;
 //! - `review`: AdmissionReview bytes → decode → verdict (facts from the
-//!   registry's warm cache) → encoded response bytes, as `POST /validate` does;
+//!   registry's warm cache) → encoded response bytes, as `POST /validate` does,
+//!   for a 1- and a 10-container Pod and for the load test's 500 mixed Pods;
 //! - `decode`: the review's first step alone, beside serde_json reading the
 //!   same bytes and keeping nothing (the least any serde_json reader pays).
 //!
@@ -225,6 +226,26 @@ fn review(c: &mut Criterion) {
             )
         });
     }
+    // The load test's 500 mixed Pods, one after another: what the server's
+    // CPU per request is measured against (BENCHMARKS.md, round 5).
+    let mixed: Vec<Vec<u8>> = fixtures::mixed_reviews(500)
+        .iter()
+        .map(|review| serde_json::to_vec(review).expect("encode review"))
+        .collect();
+    let mut next = mixed.iter().cycle();
+    group.bench_function("mixed_500_load_test_pods", |b| {
+        b.to_async(&runtime).iter_batched(
+            || next.next().expect("cycles").clone(),
+            |body| {
+                let admission = &admission;
+                async move {
+                    let outcome = admission.review_bytes(&body).await.expect("review");
+                    serde_json::to_vec(&outcome.review).expect("encode")
+                }
+            },
+            BatchSize::SmallInput,
+        )
+    });
     group.finish();
 }
 
