@@ -155,7 +155,7 @@ fn harness() -> &'static Harness {
 
 fuzz_target!(|data: &[u8]| {
     let h = harness();
-    let request_uid = ecr_guard::admission::decode(data).ok().map(|r| r.uid);
+    let request_uid = ecr_guard::admission::decode(data).ok().map(|r| r.uid.into_owned());
     let Ok(outcome) = h.runtime.block_on(h.admission.review_bytes(data)) else {
         assert!(request_uid.is_none(), "decoded, yet refused");
         return;

@@ -2,11 +2,13 @@
 
 mod judge;
 mod object;
+mod request;
 mod review;
 pub mod workload;
 
 pub use judge::{FactSource, Judge, NoFacts};
 pub use object::{KeepRaw, ObjectSpec, OnePass, ReviewedObject};
+pub use request::{GroupKind, Request};
 pub use review::{
     Admission, AdmissionOutcome, BadReview, DRY_RUN_ANNOTATION, RequestContext, ViolationSink,
     decode,

@@ -11,6 +11,7 @@ use tracing::{Instrument, debug, debug_span, info, warn};
 
 use super::judge::Judge;
 use super::object::{KeepRaw, ReviewedObject};
+use super::request::{Request, ReviewView};
 use super::workload::{self, WorkloadKind};
 use crate::inventory::Inventory;
 use crate::metrics::{AdmissionMetrics, KindLabels, RequestLabels, ViolationLabels};
@@ -104,7 +105,7 @@ impl Admission {
     }
 
     /// Answers a decoded request.
-    pub async fn review(&self, mut request: AdmissionRequest<ReviewedObject>) -> AdmissionOutcome {
+    pub async fn review(&self, mut request: Request<'_>) -> AdmissionOutcome {
         let started = Instant::now();
         // Static labels: the kind comes from the request, and any string sent to
         // the webhook must not become a metric series of its own.
@@ -112,7 +113,7 @@ impl Admission {
         let kind_label = kind.map_or("other", WorkloadKind::as_str);
         let operation = operation_name(&request.operation);
         let (response, verdict, decision) = match self.subjects(&mut request, kind) {
-            Ok(None) => (AdmissionResponse::from(&request), None, "skipped"),
+            Ok(None) => (allowed(&request.uid), None, "skipped"),
             Err(reason) => {
                 // The API server validated the object before us, so an unreadable pod
                 // spec is hostile or a bug: deny rather than admit it unjudged.
@@ -124,13 +125,13 @@ impl Admission {
                     %reason,
                     "cannot read the pod spec"
                 );
-                let response = AdmissionResponse::from(&request);
+                let response = allowed(&request.uid);
                 let message = format!("ecr-guard cannot read the images of this object: {reason}");
                 (deny(response, message, 400, "BadRequest"), None, "invalid")
             }
             Ok(Some(subjects)) => {
-                let namespace = request.namespace.clone().unwrap_or_default();
-                let labels = self.inventory.namespace_labels(&namespace);
+                let namespace = request.namespace.as_deref().unwrap_or_default();
+                let labels = self.inventory.namespace_labels(namespace);
                 let verdict = self.decide(&labels, &subjects).await;
                 let response = self.respond(&request, &verdict);
                 let decision = if verdict.is_denied() {
@@ -187,7 +188,7 @@ impl Admission {
     /// objects' specs out of the request.
     fn subjects(
         &self,
-        request: &mut AdmissionRequest<ReviewedObject>,
+        request: &mut Request<'_>,
         kind: Option<WorkloadKind>,
     ) -> Result<Option<Vec<Subject>>, String> {
         if !matches!(request.operation, Operation::Create | Operation::Update) {
@@ -222,12 +223,8 @@ impl Admission {
         }
     }
 
-    fn respond(
-        &self,
-        request: &AdmissionRequest<ReviewedObject>,
-        verdict: &Verdict,
-    ) -> AdmissionResponse {
-        let mut response = AdmissionResponse::from(request);
+    fn respond(&self, request: &Request<'_>, verdict: &Verdict) -> AdmissionResponse {
+        let mut response = allowed(&request.uid);
         if let Some(message) = verdict.denial_message() {
             response = deny(response, message, 403, "Forbidden");
         }
@@ -249,13 +246,13 @@ impl Admission {
     }
 
     /// Logs, counts and (outside dry-run requests) records Warn/DryRun violations.
-    fn report(&self, request: &AdmissionRequest<ReviewedObject>, verdict: &Verdict) {
+    fn report(&self, request: &Request<'_>, verdict: &Verdict) {
         if verdict.violations.is_empty() {
             return;
         }
         let context = RequestContext {
-            namespace: request.namespace.clone().unwrap_or_default(),
-            kind: request.kind.kind.clone(),
+            namespace: request.namespace.as_deref().unwrap_or_default().to_string(),
+            kind: request.kind.kind.to_string(),
             name: object_name(request),
             operation: operation_name(&request.operation).to_string(),
         };
@@ -289,6 +286,18 @@ impl Admission {
     }
 }
 
+/// An answer that admits the request `uid`.
+fn allowed(uid: &str) -> AdmissionResponse {
+    // kube's response is `#[non_exhaustive]` and built only from its own request
+    // type or as `invalid`; this is the latter made the former's allowed answer
+    // (the same apiVersion, kind, empty status).
+    let mut response = AdmissionResponse::invalid("");
+    response.uid = uid.to_string();
+    response.allowed = true;
+    response.result = Status::default();
+    response
+}
+
 fn deny(
     response: AdmissionResponse,
     message: String,
@@ -310,9 +319,9 @@ fn operation_name(operation: &Operation) -> &'static str {
 }
 
 /// The object's name, or its generateName prefix for pods not yet named.
-fn object_name(request: &AdmissionRequest<ReviewedObject>) -> String {
+fn object_name(request: &Request<'_>) -> String {
     if !request.name.is_empty() {
-        return request.name.clone();
+        return request.name.to_string();
     }
     request
         .object
@@ -323,35 +332,49 @@ fn object_name(request: &AdmissionRequest<ReviewedObject>) -> String {
 }
 
 /// Body → request, with an error that says what is wrong.
-pub fn decode(body: &[u8]) -> Result<AdmissionRequest<ReviewedObject>, BadReview> {
+pub fn decode(body: &[u8]) -> Result<Request<'_>, BadReview> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(BadReview::Empty);
     }
-    let review = match read_json::<AdmissionReview<ReviewedObject>>(body) {
-        Ok(review) => review,
-        // Decoding again with the specs kept as text answers as if the one-pass
-        // read had never been tried: the same error for a body that is not a
-        // review, and for an unreadable pod spec the per-kind view's error.
-        Err(_) => read_json::<AdmissionReview<ReviewedObject<KeepRaw>>>(body)
-            .map(with_objects_decoded)
-            .map_err(|e| {
-                if e.is_syntax() || e.is_eof() {
-                    BadReview::NotJson(e.to_string())
-                } else {
-                    BadReview::NotAReview(e.to_string())
-                }
-            })?,
+    // A body that is not UTF-8 goes to kube's types, which read every string
+    // the API server sends and so find the bad one; the view would skip most.
+    let Ok(text) = std::str::from_utf8(body) else {
+        return decode_with_kube(body).map(Request::from);
     };
-    if review.types.kind != "AdmissionReview" {
-        return Err(BadReview::NotAReview(format!(
-            "kind is {:?}",
-            review.types.kind
-        )));
+    match serde_json::from_str::<ReviewView>(text) {
+        Ok(review) => {
+            check_types(&review.kind, &review.api_version)?;
+            review.request.ok_or(BadReview::NoRequest)
+        }
+        // kube's types and the specs kept as text answer as if the one-pass
+        // read had never been tried: kube's error for a body that is not a
+        // review, and for an unreadable pod spec the per-kind view's error.
+        Err(_) => decode_with_kube(body).map(Request::from),
     }
-    if review.types.api_version != API_VERSION {
-        return Err(BadReview::WrongVersion(review.types.api_version));
-    }
+}
+
+fn decode_with_kube(body: &[u8]) -> Result<AdmissionRequest<ReviewedObject>, BadReview> {
+    let review = read_json::<AdmissionReview<ReviewedObject<KeepRaw>>>(body)
+        .map(with_objects_decoded)
+        .map_err(|e| {
+            if e.is_syntax() || e.is_eof() {
+                BadReview::NotJson(e.to_string())
+            } else {
+                BadReview::NotAReview(e.to_string())
+            }
+        })?;
+    check_types(&review.types.kind, &review.types.api_version)?;
     review.try_into().map_err(|_| BadReview::NoRequest)
+}
+
+fn check_types(kind: &str, api_version: &str) -> Result<(), BadReview> {
+    if kind != "AdmissionReview" {
+        return Err(BadReview::NotAReview(format!("kind is {kind:?}")));
+    }
+    if api_version != API_VERSION {
+        return Err(BadReview::WrongVersion(api_version.to_string()));
+    }
+    Ok(())
 }
 
 /// serde_json checks UTF-8 string by string when it reads bytes, ~9% of a warm
@@ -417,10 +440,8 @@ mod tests {
 
     #[test]
     fn a_readable_spec_is_read_in_one_pass() {
-        let request = decode(&pod_review(
-            json!({"containers": [{"name": "a", "image": "x"}]}),
-        ))
-        .expect("decodes");
+        let body = pod_review(json!({"containers": [{"name": "a", "image": "x"}]}));
+        let request = decode(&body).expect("decodes");
         let spec = request.object.expect("object").spec;
         assert!(matches!(spec, ObjectSpec::Read(_)), "{spec:?}");
     }
@@ -432,7 +453,8 @@ mod tests {
             json!({"template": 5, "containers": [{"name": "a", "image": "x"}]}),
             json!({"containers": "nginx"}),
         ] {
-            let request = decode(&pod_review(spec.clone())).expect("decodes");
+            let body = pod_review(spec.clone());
+            let request = decode(&body).expect("decodes");
             assert_eq!(request.uid, "u-1");
             assert_eq!(
                 request.object.as_ref().unwrap().metadata.name.as_deref(),

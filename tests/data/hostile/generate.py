@@ -72,7 +72,10 @@ def cases():
     c["json-bom"] = b"\xef\xbb\xbf" + base
     c["json-nan"] = base.replace(b'"dryRun": false', b'"dryRun": NaN')
     c["invalid-utf8-in-string"] = base.replace(b'"mallory"', b'"mall\xff\xfeory"')
-    c["invalid-utf8-lone-surrogate-escape"] = base.replace(b'"mallory"', b'"\\ud800"')
+    c["invalid-utf8-lone-surrogate-escape"] = base.replace(b'"hostile"', b'"\\ud800"')
+    # Strings in fields ecr-guard does not read (userInfo, labels, the rest of
+    # the pod spec) are skipped without decoding their escapes: judged as usual.
+    c["lone-surrogate-escape-in-unread-field"] = base.replace(b'"mallory"', b'"\\ud800"')
     c["nul-bytes"] = b"\x00" * 64
     c["deep-nesting-arrays"] = b"[" * 10000 + b"]" * 10000
     # 5,000 levels in a pod-spec field ecr-guard does not read: skipped without
