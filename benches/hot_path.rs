@@ -172,13 +172,32 @@ fn decode(c: &mut Criterion) {
             b.iter(|| ecr_guard::admission::decode(black_box(&body)).expect("decodes"))
         });
         group.bench_function(format!("serde_skip_{name}_{}B", body.len()), |b| {
-            b.iter(|| {
-                let text = std::str::from_utf8(black_box(&body)).expect("UTF-8");
-                serde_json::from_str::<serde::de::IgnoredAny>(text).expect("JSON")
-            })
+            b.iter(|| serde_skip(black_box(&body)))
         });
     }
+    let mixed = mixed_bodies();
+    let mut next = mixed.iter().cycle();
+    group.bench_function("review_mixed_500_load_test_pods", |b| {
+        b.iter(|| ecr_guard::admission::decode(next.next().expect("cycles")).expect("decodes"))
+    });
+    group.bench_function("serde_skip_mixed_500_load_test_pods", |b| {
+        b.iter(|| serde_skip(next.next().expect("cycles")))
+    });
     group.finish();
+}
+
+/// serde_json reading a body and keeping nothing.
+fn serde_skip(body: &[u8]) -> serde::de::IgnoredAny {
+    let text = std::str::from_utf8(body).expect("UTF-8");
+    serde_json::from_str(text).expect("JSON")
+}
+
+/// The load test's 500 mixed Pod reviews, encoded.
+fn mixed_bodies() -> Vec<Vec<u8>> {
+    fixtures::mixed_reviews(500)
+        .iter()
+        .map(|review| serde_json::to_vec(review).expect("encode review"))
+        .collect()
 }
 
 fn review(c: &mut Criterion) {
@@ -228,10 +247,7 @@ fn review(c: &mut Criterion) {
     }
     // The load test's 500 mixed Pods, one after another: what the server's
     // CPU per request is measured against (BENCHMARKS.md, round 5).
-    let mixed: Vec<Vec<u8>> = fixtures::mixed_reviews(500)
-        .iter()
-        .map(|review| serde_json::to_vec(review).expect("encode review"))
-        .collect();
+    let mixed = mixed_bodies();
     let mut next = mixed.iter().cycle();
     group.bench_function("mixed_500_load_test_pods", |b| {
         b.to_async(&runtime).iter_batched(
