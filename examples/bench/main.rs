@@ -335,12 +335,13 @@ async fn warm_path(
     let mut fixed: Vec<(Load, Load)> = Vec::new();
     let show = |what: &str, l: &Load| {
         format!(
-            "{what:<22} {:>9.0} req/s  p50 {:>6.3} ms  p99 {:>6.3} ms  max {:>7.2} ms  cpu {:>5.1} µs/req{}",
+            "{what:<22} {:>9.0} req/s  p50 {:>6.3} ms  p99 {:>6.3} ms  max {:>7.2} ms  cpu {:>5.1} µs/req (oha {:>5.1}){}",
             l.rps,
             l.p50_ms,
             l.p99_ms,
             l.max_ms,
             l.cpu_us,
+            l.oha_cpu_us,
             if l.failed > 0 {
                 format!("  ({} failed)", l.failed)
             } else {
@@ -363,6 +364,14 @@ async fn warm_path(
         println!("    run {}: {}", run + 1, show("saturated ecr-guard", &g));
         println!("    run {}: {}", run + 1, show("saturated floor", &f));
         println!("    run {}: throughput ratio {:.3}", run + 1, g.rps / f.rps);
+        println!(
+            "    run {}: server + oha CPU per request: ecr-guard {:.1} µs, floor {:.1} µs (ratio {:.3}); 0.80 of the floor needs ecr-guard + oha <= {:.1} µs",
+            run + 1,
+            g.total_cpu_us(),
+            f.total_cpu_us(),
+            f.total_cpu_us() / g.total_cpu_us(),
+            f.total_cpu_us() / 0.8
+        );
         let j = oha.run(&floor_json_url, floor_json_pid, None);
         println!("    run {}: {}", run + 1, show("saturated floor+json", &j));
         println!(
@@ -399,6 +408,7 @@ async fn warm_path(
             p99_ms: med(v, |l| l.p99_ms, guard),
             max_ms: med(v, |l| l.max_ms, guard),
             cpu_us: med(v, |l| l.cpu_us, guard),
+            oha_cpu_us: med(v, |l| l.oha_cpu_us, guard),
             failed: v
                 .iter()
                 .map(|(g, f)| if guard { g.failed } else { f.failed })
@@ -431,6 +441,24 @@ async fn warm_path(
         median(throughput_ratios.clone()),
         fmt_all(&throughput_ratios)
     ));
+    let cpu_ratios: Vec<f64> = saturated
+        .iter()
+        .map(|(g, f)| f.total_cpu_us() / g.total_cpu_us())
+        .collect();
+    let budgets: Vec<f64> = saturated
+        .iter()
+        .map(|(_, f)| f.total_cpu_us() / 0.8)
+        .collect();
+    out.push(format!(
+        "  server + oha CPU per request, floor/ecr-guard: median {:.3} (runs: {})   (saturated throughput on the shared cores follows it)",
+        median(cpu_ratios.clone()),
+        fmt_all(&cpu_ratios)
+    ));
+    out.push(format!(
+        "    0.80 of the floor needs ecr-guard + oha <= {:.1} µs per request (median over runs); ecr-guard + oha used {:.1} µs",
+        median(budgets),
+        median(saturated.iter().map(|(g, _)| g.total_cpu_us()).collect())
+    ));
     let ceiling: Vec<f64> = json_ceiling
         .iter()
         .zip(&saturated)
@@ -442,9 +470,10 @@ async fn warm_path(
         .map(|(j, (g, _))| g.rps / j.rps)
         .collect();
     out.push(format!(
-        "  reference, saturated floor+json (the floor reading each body with serde_json, keeping nothing): {:.0} req/s, cpu {:.1} µs/req",
+        "  reference, saturated floor+json (the floor reading each body with serde_json, keeping nothing): {:.0} req/s, cpu {:.1} µs/req (oha {:.1})",
         median(json_ceiling.iter().map(|l| l.rps).collect()),
-        median(json_ceiling.iter().map(|l| l.cpu_us).collect())
+        median(json_ceiling.iter().map(|l| l.cpu_us).collect()),
+        median(json_ceiling.iter().map(|l| l.oha_cpu_us).collect())
     ));
     out.push(format!(
         "    floor+json/floor: median {:.3} (runs: {})   (what a webhook reaches if reading the body with serde_json is all it does)",

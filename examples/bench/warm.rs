@@ -19,6 +19,18 @@ pub struct Load {
     /// request, in µs: unlike req/s, it does not depend on how the two cores
     /// were shared with oha.
     pub cpu_us: f64,
+    /// oha's CPU time per successful request, in µs. The two share two cores,
+    /// so saturated throughput is about 2 cores / (server + oha CPU per
+    /// request): oha's share is the part of the ratio the server cannot change.
+    pub oha_cpu_us: f64,
+}
+
+impl Load {
+    /// Server and load generator CPU per request: what saturated throughput
+    /// on the shared cores is inversely proportional to.
+    pub fn total_cpu_us(&self) -> f64 {
+        self.cpu_us + self.oha_cpu_us
+    }
 }
 
 pub struct Oha<'a> {
@@ -49,9 +61,12 @@ impl Oha<'_> {
                 .arg("--latency-correction");
         }
         command.arg(url);
-        let cpu_before = cpu_ticks(pid);
+        let cpu_before = cpu_ticks(&pid.to_string());
+        let oha_before = waited_children_ticks();
         let output = command.output().expect("run oha");
-        let cpu = cpu_ticks(pid).saturating_sub(cpu_before);
+        let cpu = cpu_ticks(&pid.to_string()).saturating_sub(cpu_before);
+        // oha is the only child that ends (and is waited for) in between.
+        let oha_cpu = waited_children_ticks().saturating_sub(oha_before);
         assert!(
             output.status.success(),
             "oha failed: {}",
@@ -84,6 +99,7 @@ impl Oha<'_> {
             max_ms: latency["max"].as_f64().unwrap_or(f64::NAN),
             failed: all - ok + errors,
             cpu_us: cpu as f64 * 1e6 / USER_HZ / ok as f64,
+            oha_cpu_us: oha_cpu as f64 * 1e6 / USER_HZ / ok as f64,
         }
     }
 }
@@ -92,14 +108,26 @@ impl Oha<'_> {
 const USER_HZ: f64 = 100.0;
 
 /// utime + stime of process `pid` (every thread), in 1/USER_HZ s; 0 if gone.
-fn cpu_ticks(pid: u32) -> u64 {
+fn cpu_ticks(pid: &str) -> u64 {
+    stat_fields(pid, 14) + stat_fields(pid, 15)
+}
+
+/// cutime + cstime of this process: the CPU time of its children that ended
+/// and were waited for.
+fn waited_children_ticks() -> u64 {
+    stat_fields("self", 16) + stat_fields("self", 17)
+}
+
+/// Field `n` (1-based, as in proc(5)) of `/proc/PID/stat`; 0 if unreadable.
+fn stat_fields(pid: &str, n: usize) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name, which is in parentheses and may hold spaces:
-    // state is field 3, utime 14 and stime 15.
+    // Fields after the command name, which is in parentheses and may hold
+    // spaces, start at field 3 (state).
     let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
-    field(14).unwrap_or(0) + field(15).unwrap_or(0)
+    rest.split_whitespace()
+        .nth(n - 3)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 pub fn median(mut values: Vec<f64>) -> f64 {
