@@ -2,13 +2,12 @@
 //!
 //! kube's `AdmissionRequest` owns every field the API server sends: three
 //! group/version/kind triples, `userInfo` with its groups, `options` as a
-//! `serde_json::Value`, all copied into `String`s and dropped again. Under load
-//! that was ~15% of a warm review's instructions and a third of its
-//! allocations (BENCHMARKS.md, round 5). This view keeps what a verdict needs,
-//! as `Cow`s that borrow from the body when the JSON string has no escapes, and
-//! skips the rest. `review::decode` falls back to kube's types whenever this
-//! view cannot read a body, so a body that is not a review gets kube's error,
-//! word for word, as before.
+//! `serde_json::Value`, all copied into `String`s and dropped again: ~10% of a
+//! warm review's instructions (BENCHMARKS.md, item 21). This view keeps what a
+//! verdict needs, as `Cow`s that borrow from the body when the JSON string has
+//! no escapes, and skips the rest. `review::decode` falls back to kube's types
+//! whenever this view cannot read a body, so a body that is not a review gets
+//! kube's error, word for word, as before.
 
 use std::borrow::Cow;
 
@@ -55,6 +54,7 @@ pub struct Request<'a> {
     pub dry_run: bool,
 }
 
+/// The `group` and `kind` of a request's `kind` (a GroupVersionKind).
 #[derive(Debug, Deserialize)]
 pub struct GroupKind<'a> {
     #[serde(borrow)]

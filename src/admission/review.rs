@@ -475,6 +475,28 @@ mod tests {
     }
 
     #[test]
+    fn a_body_that_is_not_utf8_is_refused_where_the_view_would_skip_it() {
+        let mut review: Value = serde_json::from_slice(&pod_review(json!({}))).unwrap();
+        review["request"]["userInfo"]["username"] = json!("mallory");
+        let mut body = review.to_string().into_bytes();
+        let at = body.windows(7).position(|w| w == b"mallory").unwrap() + 4;
+        body.insert(at, 0xff);
+        let err = decode(&body).unwrap_err();
+        assert!(matches!(err, BadReview::NotJson(_)), "{err:?}");
+    }
+
+    #[test]
+    fn request_fields_the_view_does_not_read_are_not_required() {
+        let mut review: Value = serde_json::from_slice(&pod_review(json!({}))).unwrap();
+        let request = review["request"].as_object_mut().unwrap();
+        request.remove("userInfo");
+        request.remove("resource");
+        let body = review.to_string();
+        let request = decode(body.as_bytes()).expect("decodes");
+        assert_eq!(request.uid, "u-1");
+    }
+
+    #[test]
     fn a_body_that_is_not_utf8_gets_serde_jsons_error() {
         let mut body = pod_review(json!({"containers": [{"name": "a", "image": "x"}]}));
         let at = body.windows(3).position(|w| w == b"\"x\"").unwrap() + 1;
