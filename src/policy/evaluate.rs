@@ -129,6 +129,12 @@ pub fn evaluate(
     options: Options,
 ) -> Verdict {
     let mut verdict = Verdict::default();
+    // Each subject's facts, found once rather than once per applicable policy:
+    // hashing the repository was ~4% of a warm review.
+    let lookups: Vec<Option<&Lookup>> = subjects
+        .iter()
+        .map(|s| s.ecr_repository().and_then(|repo| facts.get(repo)))
+        .collect();
     for policy in policies {
         let mode = effective_mode(policy.mode, options);
         match &policy.body {
@@ -149,13 +155,13 @@ pub fn evaluate(
                 });
             }
             Body::Valid(checks) => {
-                for subject in subjects {
-                    judge(policy, checks, mode, subject, facts, &mut verdict);
+                for (subject, lookup) in subjects.iter().zip(&lookups) {
+                    judge(policy, checks, mode, subject, *lookup, &mut verdict);
                 }
             }
         }
     }
-    notice_unusable_keys(subjects, facts, &mut verdict);
+    notice_unusable_keys(subjects, &lookups, &mut verdict);
     verdict
 }
 
@@ -171,7 +177,7 @@ fn judge(
     checks: &Checks,
     mode: Mode,
     subject: &Subject,
-    facts: &HashMap<EcrRepository, Lookup>,
+    lookup: Option<&Lookup>,
     verdict: &mut Verdict,
 ) {
     let mut push = |reason: Reason, finding: Finding, hint: Option<Hint>| {
@@ -220,7 +226,7 @@ fn judge(
         return;
     };
     let not_looked_up;
-    let lookup = match facts.get(repo) {
+    let lookup = match lookup {
         Some(lookup) => lookup,
         None => {
             not_looked_up = Err(LookupFailure::Aws(
@@ -458,25 +464,21 @@ pub(crate) fn key_region(arn: &str) -> Option<&str> {
 
 /// A Disabled or PendingDeletion key breaks pulls whatever the policies say: worth a
 /// note even where no rule asks for a usable key.
-fn notice_unusable_keys(
-    subjects: &[Subject],
-    facts: &HashMap<EcrRepository, Lookup>,
-    verdict: &mut Verdict,
-) {
+fn notice_unusable_keys(subjects: &[Subject], lookups: &[Option<&Lookup>], verdict: &mut Verdict) {
     let flagged: BTreeSet<&str> = verdict
         .violations
         .iter()
         .filter(|v| v.reason == Reason::KeyUnusable)
         .filter_map(|v| v.subject.as_ref().map(|(d, _)| d.as_str()))
         .collect();
-    for subject in subjects {
+    for (subject, lookup) in subjects.iter().zip(lookups) {
         let Some(repo) = subject.ecr_repository() else {
             continue;
         };
         let Some(Ok(RepositoryLookup::Found(RepositoryFacts {
             kms_key: Some(KeyLookup::Known(key)),
             ..
-        }))) = facts.get(repo)
+        }))) = lookup
         else {
             continue;
         };
