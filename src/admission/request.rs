@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use kube::core::admission::{AdmissionRequest, Operation};
 use serde::{Deserialize, Deserializer};
 
-use super::object::ReviewedObject;
+use super::object::{KeepRaw, ReviewedObject};
 
 /// `{"apiVersion", "kind", "request"}`; `response` and anything else skipped.
 #[derive(Deserialize)]
@@ -72,10 +72,10 @@ fn optional_str<'de: 'a, 'a, D: Deserializer<'de>>(
     Ok(Option::<Text>::deserialize(deserializer)?.map(|text| text.0))
 }
 
-impl From<AdmissionRequest<ReviewedObject>> for Request<'static> {
+impl From<AdmissionRequest<ReviewedObject<KeepRaw>>> for Request<'static> {
     /// A request kube's types read where [`Request`]'s one-pass view could not
-    /// (an object whose spec had to be read again as text).
-    fn from(request: AdmissionRequest<ReviewedObject>) -> Self {
+    /// (the objects' specs kept as text, for the per-kind views).
+    fn from(request: AdmissionRequest<ReviewedObject<KeepRaw>>) -> Self {
         Self {
             uid: request.uid.into(),
             kind: GroupKind {
@@ -86,8 +86,8 @@ impl From<AdmissionRequest<ReviewedObject>> for Request<'static> {
             name: request.name.into(),
             namespace: request.namespace.map(Cow::Owned),
             operation: request.operation,
-            object: request.object,
-            old_object: request.old_object,
+            object: request.object.map(ReviewedObject::decoded),
+            old_object: request.old_object.map(ReviewedObject::decoded),
             dry_run: request.dry_run,
         }
     }

@@ -339,7 +339,7 @@ pub fn decode(body: &[u8]) -> Result<Request<'_>, BadReview> {
     // A body that is not UTF-8 goes to kube's types, which read every string
     // the API server sends and so find the bad one; the view would skip most.
     let Ok(text) = std::str::from_utf8(body) else {
-        return decode_with_kube(body).map(Request::from);
+        return decode_with_kube(body);
     };
     match serde_json::from_str::<ReviewView>(text) {
         Ok(review) => {
@@ -349,22 +349,21 @@ pub fn decode(body: &[u8]) -> Result<Request<'_>, BadReview> {
         // kube's types and the specs kept as text answer as if the one-pass
         // read had never been tried: kube's error for a body that is not a
         // review, and for an unreadable pod spec the per-kind view's error.
-        Err(_) => decode_with_kube(body).map(Request::from),
+        Err(_) => decode_with_kube(body),
     }
 }
 
-fn decode_with_kube(body: &[u8]) -> Result<AdmissionRequest<ReviewedObject>, BadReview> {
-    let review = read_json::<AdmissionReview<ReviewedObject<KeepRaw>>>(body)
-        .map(with_objects_decoded)
-        .map_err(|e| {
-            if e.is_syntax() || e.is_eof() {
-                BadReview::NotJson(e.to_string())
-            } else {
-                BadReview::NotAReview(e.to_string())
-            }
-        })?;
+fn decode_with_kube(body: &[u8]) -> Result<Request<'static>, BadReview> {
+    let review = read_json::<AdmissionReview<ReviewedObject<KeepRaw>>>(body).map_err(|e| {
+        if e.is_syntax() || e.is_eof() {
+            BadReview::NotJson(e.to_string())
+        } else {
+            BadReview::NotAReview(e.to_string())
+        }
+    })?;
     check_types(&review.types.kind, &review.types.api_version)?;
-    review.try_into().map_err(|_| BadReview::NoRequest)
+    let request: AdmissionRequest<_> = review.try_into().map_err(|_| BadReview::NoRequest)?;
+    Ok(request.into())
 }
 
 fn check_types(kind: &str, api_version: &str) -> Result<(), BadReview> {
@@ -385,33 +384,6 @@ fn read_json<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> serde_json::Resul
     match std::str::from_utf8(body) {
         Ok(text) => serde_json::from_str(text),
         Err(_) => serde_json::from_slice(body),
-    }
-}
-
-fn with_objects_decoded(
-    review: AdmissionReview<ReviewedObject<KeepRaw>>,
-) -> AdmissionReview<ReviewedObject> {
-    AdmissionReview {
-        types: review.types,
-        request: review.request.map(|r| AdmissionRequest {
-            types: r.types,
-            uid: r.uid,
-            kind: r.kind,
-            resource: r.resource,
-            sub_resource: r.sub_resource,
-            request_kind: r.request_kind,
-            request_resource: r.request_resource,
-            request_sub_resource: r.request_sub_resource,
-            name: r.name,
-            namespace: r.namespace,
-            operation: r.operation,
-            user_info: r.user_info,
-            object: r.object.map(ReviewedObject::decoded),
-            old_object: r.old_object.map(ReviewedObject::decoded),
-            dry_run: r.dry_run,
-            options: r.options,
-        }),
-        response: review.response,
     }
 }
 
