@@ -2,16 +2,17 @@
 //! Exit 0 when nothing enforced is violated, 1 when something is, 2 on a usage,
 //! policy or input error.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
 use crate::admission::Judge;
 use crate::admission::workload::{self, WorkloadKind};
 use crate::cli::{CheckArgs, OutputFormat};
-use crate::inventory::Inventory;
-use crate::policy::{self, Mode, Slot, Subject, Verdict};
+use crate::inventory::{Inventory, NAME_LABEL};
+use crate::policy::{self, Mode, Policy, Slot, Subject, Verdict};
 
 /// What `check` failed to do before it could judge anything (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -22,15 +23,35 @@ pub enum CheckError {
     Local(#[from] crate::local::LocalError),
     #[error("failed to read standard input")]
     ReadStdin(#[source] std::io::Error),
-    #[error("{path}: document {index}: {reason}")]
+    #[error("{input}: document {index}: {reason}")]
     Manifest {
-        path: PathBuf,
+        /// The file, or `standard input`.
+        input: String,
         index: usize,
         reason: String,
     },
+    #[error(
+        "{input}: no Pod or workload to check ({found}); check judges Pods, Deployments, StatefulSets, DaemonSets, ReplicaSets, ReplicationControllers, Jobs and CronJobs"
+    )]
+    NoWorkloads {
+        /// The file, or `standard input`.
+        input: String,
+        /// What the file holds instead, e.g. `it holds 1 EcrEncryptionPolicy`.
+        found: String,
+    },
+    #[error("invalid --namespace {value:?}: not a valid namespace name: {reason}")]
+    Namespace {
+        value: String,
+        reason: crate::k8s_names::Invalid,
+    },
+    #[error("invalid --image {value:?}: {reason}")]
+    Image { value: String, reason: &'static str },
     #[error("{count} invalid polic{}:\n{details}", if *count == 1 { "y" } else { "ies" })]
     InvalidPolicies { count: usize, details: String },
 }
+
+/// The namespace of `--image` and of manifests that name none, without `-n`.
+pub const DEFAULT_NAMESPACE: &str = "default";
 
 /// One thing judged: a Pod from --image, or a workload from a manifest.
 #[derive(Debug)]
@@ -45,13 +66,28 @@ pub struct Unit {
 #[derive(Debug, Serialize)]
 pub struct UnitReport {
     pub namespace: String,
+    /// Whether the inventory knows the namespace (`--namespace-labels`,
+    /// `--namespaces-file`, or the cluster). `false`: it was judged by its
+    /// `kubernetes.io/metadata.name` label alone, which may not be how the
+    /// cluster labels it.
+    pub namespace_known: bool,
     pub kind: String,
     pub name: String,
     /// allowed | denied
     pub decision: &'static str,
+    /// The policies that judged this object (their namespace selector matches
+    /// and they select one of its images, or they are invalid), by name; empty
+    /// when none did.
+    pub policies: Vec<String>,
     pub violations: Vec<ViolationReport>,
     pub warnings: Vec<String>,
     pub hints: Vec<String>,
+    /// Where known namespaces come from, for the unknown-namespace warning.
+    #[serde(skip)]
+    pub namespace_source: &'static str,
+    /// Why no policy judged this object, when none did.
+    #[serde(skip)]
+    pub no_policy: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -62,16 +98,24 @@ pub struct ViolationReport {
     pub message: String,
 }
 
-/// Collects what to judge from --image and -f.
+/// Collects what to judge from --image and -f. Fails (exit 2) on a namespace or
+/// image the API server would refuse, and on a file with nothing to judge.
 pub fn units(args: &CheckArgs) -> Result<Vec<Unit>, CheckError> {
     if args.images.is_empty() && args.files.is_empty() {
         return Err(CheckError::NothingToCheck);
     }
-    let mut units: Vec<Unit> = args
-        .images
-        .iter()
-        .map(|image| Unit {
-            namespace: args.namespace.clone(),
+    if let Some(value) = &args.namespace {
+        crate::k8s_names::dns1123_label(value).map_err(|reason| CheckError::Namespace {
+            value: value.clone(),
+            reason,
+        })?;
+    }
+    let namespace = args.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
+    let mut units = Vec::new();
+    for image in &args.images {
+        check_image_flag(image)?;
+        units.push(Unit {
+            namespace: namespace.to_string(),
             kind: "Pod".into(),
             name: format!("(--image {image})"),
             subjects: vec![Subject::new(
@@ -79,12 +123,28 @@ pub fn units(args: &CheckArgs) -> Result<Vec<Unit>, CheckError> {
                 container_name(image),
                 image.clone(),
             )],
-        })
-        .collect();
+        });
+    }
     for path in &args.files {
-        units.extend(manifest_units(path, &args.namespace)?);
+        units.extend(manifest_units(path, args.namespace.as_deref())?);
     }
     Ok(units)
+}
+
+/// An `--image` the API server would refuse in a Pod is an input error, not a
+/// verdict: empty (`--image ''`, `--image a,,b`) or with surrounding whitespace.
+fn check_image_flag(image: &str) -> Result<(), CheckError> {
+    let reason = if image.trim().is_empty() {
+        "empty image reference"
+    } else if image.trim() != image {
+        "leading or trailing whitespace, which the API server refuses in a Pod"
+    } else {
+        return Ok(());
+    };
+    Err(CheckError::Image {
+        value: image.to_string(),
+        reason,
+    })
 }
 
 /// A container name for a bare image, as `kubectl run` would pick: the last path
@@ -98,7 +158,20 @@ fn container_name(image: &str) -> String {
     }
 }
 
-fn manifest_units(path: &Path, default_namespace: &str) -> Result<Vec<Unit>, CheckError> {
+/// How messages name a `-f` argument.
+fn source_name(path: &Path) -> String {
+    if path == Path::new("-") {
+        "standard input".to_string()
+    } else {
+        path.display().to_string()
+    }
+}
+
+/// The units of one `-f` file (or `-` for standard input). `namespace_flag` is
+/// `-n` when given: as with `kubectl apply -n`, an object naming another
+/// namespace is then an error.
+fn manifest_units(path: &Path, namespace_flag: Option<&str>) -> Result<Vec<Unit>, CheckError> {
+    let source = source_name(path);
     let docs = if path == Path::new("-") {
         let mut text = String::new();
         std::io::stdin()
@@ -109,45 +182,139 @@ fn manifest_units(path: &Path, default_namespace: &str) -> Result<Vec<Unit>, Che
         crate::local::read_documents(path)?
     };
     let mut out = Vec::new();
+    // Objects that run no images (Services, ConfigMaps…), by kind: skipped, as
+    // the webhook never sees them, but named if nothing else is found.
+    let mut skipped: BTreeMap<String, usize> = BTreeMap::new();
     for (index, doc) in docs {
-        for item in crate::local::list_items(doc) {
-            let bad = |reason: String| CheckError::Manifest {
-                path: path.to_path_buf(),
-                index,
-                reason,
-            };
-            let api_version = item
-                .get("apiVersion")
-                .and_then(|v| v.as_str())
-                .unwrap_or_default();
-            let kind = item
-                .get("kind")
-                .and_then(|v| v.as_str())
-                .unwrap_or_default();
-            // Other objects (Services, ConfigMaps…) run no images: skipped, as the
-            // webhook never sees them.
-            let Some(workload) = WorkloadKind::from_api_version_kind(api_version, kind) else {
-                continue;
-            };
-            let meta = item.get("metadata");
-            let field = |f: &str| {
-                meta.and_then(|m| m.get(f))
-                    .and_then(|v| v.as_str())
-                    .map(str::to_string)
-            };
-            let name = field("name")
-                .or_else(|| field("generateName").map(|g| format!("{g}*")))
-                .ok_or_else(|| bad(format!("{kind} has no metadata.name")))?;
-            let subjects = workload::subjects(workload, &item).map_err(|e| bad(e.to_string()))?;
-            out.push(Unit {
-                namespace: field("namespace").unwrap_or_else(|| default_namespace.to_string()),
-                kind: kind.to_string(),
-                name,
-                subjects,
-            });
+        let bad = |reason: String| CheckError::Manifest {
+            input: source.clone(),
+            index,
+            reason,
+        };
+        let mut objects = Vec::new();
+        flatten(doc, &mut objects).map_err(bad)?;
+        for object in objects {
+            let api_version = str_field(&object, "apiVersion");
+            let kind = str_field(&object, "kind");
+            match WorkloadKind::from_api_version_kind(api_version, kind) {
+                Some(workload) => out.push(
+                    manifest_unit(workload, &object, namespace_flag)
+                        .map_err(|reason| bad(format!("{kind}: {reason}")))?,
+                ),
+                None => *skipped.entry(kind.to_string()).or_default() += 1,
+            }
         }
     }
+    if out.is_empty() {
+        let found = if skipped.is_empty() {
+            "it holds no objects".to_string()
+        } else {
+            let kinds: Vec<String> = skipped
+                .iter()
+                .map(|(kind, count)| format!("{count} {kind}"))
+                .collect();
+            format!("it holds {}", kinds.join(", "))
+        };
+        return Err(CheckError::NoWorkloads {
+            input: source,
+            found,
+        });
+    }
     Ok(out)
+}
+
+fn str_field<'v>(object: &'v serde_json::Value, field: &str) -> &'v str {
+    object
+        .get(field)
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+}
+
+/// A document → the objects in it: a `List` (`kind: List`, or `…List` with
+/// `items`, as `kubectl get -o yaml` prints) gives its items, nested lists
+/// included. A document that is not an object, or has no `apiVersion` or `kind`,
+/// is an error (kubectl refuses it too) rather than something silently skipped.
+fn flatten(doc: serde_json::Value, out: &mut Vec<serde_json::Value>) -> Result<(), String> {
+    let serde_json::Value::Object(mut map) = doc else {
+        return Err("is not an object (a Kubernetes manifest has apiVersion and kind)".into());
+    };
+    let text = |v: Option<&serde_json::Value>| {
+        v.and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    let kind = text(map.get("kind")).ok_or("has no kind")?;
+    if text(map.get("apiVersion")).is_none() {
+        return Err(format!("{kind} has no apiVersion"));
+    }
+    let is_list = kind == "List" || (kind.ends_with("List") && map.contains_key("items"));
+    if !is_list {
+        out.push(serde_json::Value::Object(map));
+        return Ok(());
+    }
+    match map.remove("items") {
+        None | Some(serde_json::Value::Null) => Ok(()),
+        Some(serde_json::Value::Array(items)) => {
+            for (i, item) in items.into_iter().enumerate() {
+                flatten(item, out).map_err(|e| format!("{kind} items[{i}] {e}"))?;
+            }
+            Ok(())
+        }
+        Some(_) => Err(format!("{kind}: items is not a list")),
+    }
+}
+
+/// One Pod or workload object → a unit, in its own namespace (else `-n`, else
+/// `default`). The reason an object cannot be judged.
+fn manifest_unit(
+    workload: WorkloadKind,
+    object: &serde_json::Value,
+    namespace_flag: Option<&str>,
+) -> Result<Unit, String> {
+    let meta = object.get("metadata");
+    let field = |f: &str| {
+        meta.and_then(|m| m.get(f))
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    let name = field("name")
+        .or_else(|| field("generateName").map(|g| format!("{g}*")))
+        .ok_or("no metadata.name")?;
+    let namespace = match meta.and_then(|m| m.get("namespace")) {
+        // The API server takes an empty namespace as none given.
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(ns)) if ns.is_empty() => None,
+        Some(serde_json::Value::String(ns)) => Some(ns.clone()),
+        Some(other) => {
+            return Err(format!(
+                "{name}: metadata.namespace is not a string: {other}"
+            ));
+        }
+    };
+    let namespace = match (namespace, namespace_flag) {
+        (Some(ns), _) => {
+            crate::k8s_names::dns1123_label(&ns).map_err(|e| {
+                format!("{name}: metadata.namespace {ns:?} is not a valid namespace name: {e}")
+            })?;
+            if let Some(flag) = namespace_flag.filter(|flag| *flag != ns) {
+                // kubectl apply -n refuses this too.
+                return Err(format!(
+                    "{name}: the namespace from the object, {ns:?}, does not match --namespace {flag:?}; drop -n or make them agree"
+                ));
+            }
+            ns
+        }
+        (None, Some(flag)) => flag.to_string(),
+        (None, None) => DEFAULT_NAMESPACE.to_string(),
+    };
+    let subjects = workload::subjects(workload, object).map_err(|e| format!("{name}: {e}"))?;
+    Ok(Unit {
+        namespace,
+        kind: workload.as_str().to_string(),
+        name,
+        subjects,
+    })
 }
 
 /// Fails with every problem when any policy is invalid: in a pipeline a broken
@@ -172,7 +339,8 @@ pub fn require_valid_policies(inventory: &dyn Inventory) -> Result<(), CheckErro
     }
 }
 
-/// Judges every unit.
+/// Judges every unit, noting whether its namespace is known and which policies
+/// judged it.
 pub async fn judge_all(
     inventory: &dyn Inventory,
     judge: &Judge,
@@ -181,11 +349,58 @@ pub async fn judge_all(
     let policies = inventory.policies();
     let mut reports = Vec::with_capacity(units.len());
     for unit in units {
-        let labels = inventory.namespace_labels(&unit.namespace);
-        let verdict = judge.judge(&policies, &labels, &unit.subjects).await;
-        reports.push(report(unit, &verdict));
+        let namespace = inventory.namespace(&unit.namespace);
+        let verdict = judge
+            .judge(&policies, &namespace.labels, &unit.subjects)
+            .await;
+        let in_namespace = policy::applicable(&policies, &namespace.labels);
+        let judged_by = judged_by(&in_namespace, &unit.subjects);
+        let no_policy = judged_by
+            .is_empty()
+            .then(|| no_policy_reason(&unit, &in_namespace));
+        let mut report = report(unit, &verdict);
+        report.namespace_known = namespace.known;
+        report.namespace_source = inventory.namespace_source();
+        report.policies = judged_by;
+        report.no_policy = no_policy;
+        reports.push(report);
     }
     reports
+}
+
+/// The policies (of those selecting the namespace) that judge some of these
+/// subjects, as evaluation does: an invalid policy judges everything, an image
+/// that cannot be parsed is judged by every policy, others by their globs.
+fn judged_by(in_namespace: &[&Policy], subjects: &[Subject]) -> Vec<String> {
+    if subjects.is_empty() {
+        return Vec::new();
+    }
+    in_namespace
+        .iter()
+        .filter(|p| {
+            !p.is_valid()
+                || subjects.iter().any(|s| match &*s.image {
+                    Ok(image) => p.selects_image(&image.name),
+                    Err(_) => true,
+                })
+        })
+        .map(|p| p.name.clone())
+        .collect()
+}
+
+fn no_policy_reason(unit: &Unit, in_namespace: &[&Policy]) -> String {
+    if unit.subjects.is_empty() {
+        return "it runs no images".to_string();
+    }
+    if in_namespace.is_empty() {
+        return format!("no policy selects namespace {}", unit.namespace);
+    }
+    let names: Vec<&str> = in_namespace.iter().map(|p| p.name.as_str()).collect();
+    format!(
+        "the policies selecting namespace {} ({}) select none of its images",
+        unit.namespace,
+        names.join(", ")
+    )
 }
 
 fn report(unit: Unit, verdict: &Verdict) -> UnitReport {
@@ -201,6 +416,7 @@ fn report(unit: Unit, verdict: &Verdict) -> UnitReport {
         .collect();
     UnitReport {
         namespace: unit.namespace,
+        namespace_known: true,
         kind: unit.kind,
         name: unit.name,
         decision: if verdict.is_denied() {
@@ -208,21 +424,36 @@ fn report(unit: Unit, verdict: &Verdict) -> UnitReport {
         } else {
             "allowed"
         },
+        policies: Vec::new(),
         violations,
         warnings: verdict.notes.clone(),
         hints: policy::hints(verdict.violations.iter())
             .map(ToString::to_string)
             .collect(),
+        namespace_source: "",
+        no_policy: None,
     }
 }
 
-/// Prints the reports; returns the exit code (0 or 1).
+/// Prints the reports to `out`, and to `err` one warning per namespace that is
+/// not known (in either format); returns the exit code (0 or 1).
 pub fn print(
     reports: &[UnitReport],
     format: OutputFormat,
     out: &mut impl std::io::Write,
+    err: &mut impl std::io::Write,
 ) -> std::io::Result<i32> {
     let denied = reports.iter().filter(|r| r.decision == "denied").count();
+    let mut warned = BTreeSet::new();
+    for r in reports.iter().filter(|r| !r.namespace_known) {
+        if warned.insert(r.namespace.as_str()) {
+            writeln!(
+                err,
+                "ecr-guard: warning: namespace {:?} is not in {}: judged by its {NAME_LABEL} label alone, as if it had no other labels; is it misspelt, or not described?",
+                r.namespace, r.namespace_source
+            )?;
+        }
+    }
     match format {
         OutputFormat::Json => {
             #[derive(Serialize)]
@@ -249,6 +480,16 @@ pub fn print(
                     r.kind,
                     r.name
                 )?;
+                if let Some(reason) = &r.no_policy {
+                    writeln!(out, "  [note] no policy applies: {reason}")?;
+                }
+                if !r.namespace_known {
+                    writeln!(
+                        out,
+                        "  [note] namespace {} is unknown: judged by its name label alone",
+                        r.namespace
+                    )?;
+                }
                 for v in &r.violations {
                     let tag = match v.mode {
                         m if m == Mode::Enforce.as_str() => "deny",

@@ -59,7 +59,9 @@ pub struct PolicySourceArgs {
         value_delimiter = ','
     )]
     pub policy_files: Vec<PathBuf>,
-    /// Labels of a namespace when running from files: NS:KEY=VALUE[,KEY=VALUE…]; repeatable.
+    /// Labels of a namespace when running from files: NS:KEY=VALUE[,KEY=VALUE…]
+    /// (`NS:` for a namespace with no labels); repeatable. Names, keys and values
+    /// follow Kubernetes' rules; a namespace given twice gets both sets of labels.
     #[arg(
         long = "namespace-labels",
         env = "ECR_GUARD_NAMESPACE_LABELS",
@@ -167,14 +169,10 @@ pub struct CheckArgs {
         value_delimiter = ','
     )]
     pub files: Vec<PathBuf>,
-    /// Namespace for --image, and for manifests that name none.
-    #[arg(
-        long,
-        short = 'n',
-        env = "ECR_GUARD_NAMESPACE",
-        default_value = "default"
-    )]
-    pub namespace: String,
+    /// Namespace for --image, and for manifests that name none [default: default].
+    /// As with kubectl, a manifest naming another namespace is an error when -n is given.
+    #[arg(long, short = 'n', env = "ECR_GUARD_NAMESPACE")]
+    pub namespace: Option<String>,
     /// Output format.
     #[arg(long, short = 'o', env = "ECR_GUARD_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,

@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod crd;
 pub mod image;
 pub mod inventory;
+pub mod k8s_names;
 pub mod local;
 pub mod metrics;
 pub mod policy;

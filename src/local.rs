@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::inventory::{StaticInventory, compile_all};
+use crate::inventory::{NAME_LABEL, StaticInventory, compile_all};
+use crate::k8s_names;
 use crate::policy::EcrEncryptionPolicy;
 
 #[derive(Debug, thiserror::Error)]
@@ -149,31 +150,77 @@ fn parse_policy(
     Ok(policy)
 }
 
-/// Parses `NS:KEY=VALUE[,KEY=VALUE…]` (`NS:` alone gives a namespace with no labels).
+/// Parses `NS:KEY=VALUE[,KEY=VALUE…]`, the labels of one namespace.
+///
+/// `NS:` with nothing after it declares a namespace that has no labels (other
+/// than its name label): it is then known, unlike a namespace not given at all.
+/// The namespace must be a DNS-1123 label, each key a qualified name and each
+/// value a label value, as the API server requires ([`crate::k8s_names`]); a
+/// key given twice must have one value. Errors name what was wrong and the rule.
 pub fn parse_namespace_labels(
     value: &str,
 ) -> Result<(String, BTreeMap<String, String>), LocalError> {
-    let err = |reason: &str| LocalError::NamespaceLabels {
+    let err = |reason: String| LocalError::NamespaceLabels {
         value: value.to_string(),
-        reason: reason.to_string(),
+        reason,
     };
     let (ns, rest) = value
         .split_once(':')
-        .ok_or_else(|| err("missing ':' after the namespace"))?;
+        .ok_or_else(|| err("missing ':' after the namespace".to_string()))?;
     if ns.is_empty() {
-        return Err(err("empty namespace"));
+        return Err(err("empty namespace".to_string()));
     }
+    k8s_names::dns1123_label(ns).map_err(|e| {
+        err(format!(
+            "namespace {ns:?} is not a valid namespace name: {e}"
+        ))
+    })?;
     let mut labels = BTreeMap::new();
-    for pair in rest.split(',').filter(|p| !p.is_empty()) {
-        let (k, v) = pair
-            .split_once('=')
-            .ok_or_else(|| err("a label is missing '='"))?;
-        if k.is_empty() {
-            return Err(err("empty label key"));
+    if rest.is_empty() {
+        return Ok((ns.to_string(), labels));
+    }
+    for pair in rest.split(',') {
+        if pair.is_empty() {
+            return Err(err(
+                "an empty label (two ',' in a row, or a ',' at an end)".to_string()
+            ));
+        }
+        let (k, v) = pair.split_once('=').ok_or_else(|| {
+            err(format!(
+                "label {pair:?} has no '=' (KEY= gives an empty value)"
+            ))
+        })?;
+        check_label(ns, k, v).map_err(err)?;
+        if let Some(first) = labels.get(k).filter(|first| *first != v) {
+            return Err(err(format!(
+                "label {k} is given twice, as {first:?} and {v:?}"
+            )));
         }
         labels.insert(k.to_string(), v.to_string());
     }
     Ok((ns.to_string(), labels))
+}
+
+/// Whether `key=value` is a label the API server would accept on namespace `ns`;
+/// the reason it would not.
+fn check_label(ns: &str, key: &str, value: &str) -> Result<(), String> {
+    k8s_names::qualified_name(key)
+        .map_err(|e| format!("label key {key:?} is not a valid label key: {e}"))?;
+    k8s_names::label_value(value).map_err(|e| {
+        // `a=b c=d`: spaces where ',' was meant.
+        let tip = if value.contains('=') {
+            " (labels are separated by ',')"
+        } else {
+            ""
+        };
+        format!("label {key}: value {value:?} is not a valid label value{tip}: {e}")
+    })?;
+    if key == NAME_LABEL && value != ns {
+        return Err(format!(
+            "label {NAME_LABEL} is {value:?}, but the API server always sets it to the namespace's own name, {ns:?}"
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -192,18 +239,67 @@ struct MetaView {
     labels: BTreeMap<String, String>,
 }
 
+/// Namespaces and their labels, with where each label came from so that a
+/// conflict can name both sources.
+#[derive(Default)]
+struct NamespaceSet {
+    labels: HashMap<String, BTreeMap<String, String>>,
+    sources: HashMap<(String, String), String>,
+}
+
+impl NamespaceSet {
+    /// Adds a namespace's labels from `source` (for messages). A namespace given
+    /// again gets the union of its labels; a key given again must keep its value.
+    fn add(
+        &mut self,
+        ns: String,
+        labels: BTreeMap<String, String>,
+        source: &str,
+    ) -> Result<(), String> {
+        let known = self.labels.entry(ns.clone()).or_default();
+        for (key, value) in &labels {
+            if let Some(first) = known.get(key).filter(|first| *first != value) {
+                let first_source = self
+                    .sources
+                    .get(&(ns.clone(), key.clone()))
+                    .map(String::as_str)
+                    .unwrap_or_default();
+                return Err(format!(
+                    "namespace {ns:?}: label {key} is {first:?} in {first_source} but {value:?} here; a namespace has one value per label"
+                ));
+            }
+        }
+        for (key, value) in labels {
+            self.sources
+                .entry((ns.clone(), key.clone()))
+                .or_insert_with(|| source.to_string());
+            known.insert(key, value);
+        }
+        Ok(())
+    }
+}
+
 /// Reads Namespace objects as `kubectl get ns -o yaml` prints them (a `List`, or
-/// one or more Namespace documents).
+/// one or more Namespace documents). Names and labels are held to Kubernetes'
+/// rules ([`crate::k8s_names`]); a file with no Namespace in it is an error, as is
+/// one namespace given two values for a label.
 pub fn load_namespaces(
     path: &Path,
 ) -> Result<HashMap<String, BTreeMap<String, String>>, LocalError> {
-    let mut out = HashMap::new();
+    let mut set = NamespaceSet::default();
+    load_namespaces_into(&mut set, path)?;
+    Ok(set.labels)
+}
+
+fn load_namespaces_into(set: &mut NamespaceSet, path: &Path) -> Result<(), LocalError> {
+    let bad = |reason: String| LocalError::NamespacesFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut found = 0usize;
     for (index, doc) in read_documents(path)? {
         let view: NamespaceView =
-            serde_json::from_value(doc).map_err(|e| LocalError::NamespacesFile {
-                path: path.to_path_buf(),
-                reason: format!("document {index}: {e}"),
-            })?;
+            serde_json::from_value(doc).map_err(|e| bad(format!("document {index}: {e}")))?;
         let items = if view.kind.as_deref().is_some_and(|k| k.ends_with("List")) {
             view.items
         } else {
@@ -211,43 +307,64 @@ pub fn load_namespaces(
         };
         for ns in items {
             if ns.kind.as_deref().is_some_and(|k| k != "Namespace") {
-                return Err(LocalError::NamespacesFile {
-                    path: path.to_path_buf(),
-                    reason: format!(
-                        "document {index} is a {:?}, expected Namespace",
-                        ns.kind.unwrap_or_default()
-                    ),
-                });
+                return Err(bad(format!(
+                    "document {index} is a {:?}, expected Namespace",
+                    ns.kind.unwrap_or_default()
+                )));
             }
-            let name = ns.metadata.name.ok_or_else(|| LocalError::NamespacesFile {
-                path: path.to_path_buf(),
-                reason: format!("document {index}: a Namespace has no metadata.name"),
+            let name = ns.metadata.name.ok_or_else(|| {
+                bad(format!(
+                    "document {index}: a Namespace has no metadata.name"
+                ))
             })?;
-            out.insert(name, ns.metadata.labels);
+            k8s_names::dns1123_label(&name).map_err(|e| {
+                bad(format!(
+                    "document {index}: metadata.name {name:?} is not a valid namespace name: {e}"
+                ))
+            })?;
+            for (key, value) in &ns.metadata.labels {
+                check_label(&name, key, value)
+                    .map_err(|e| bad(format!("document {index}: namespace {name}: {e}")))?;
+            }
+            let source = format!("{} document {index}", path.display());
+            set.add(name, ns.metadata.labels, &source)
+                .map_err(|e| bad(format!("document {index}: {e}")))?;
+            found += 1;
         }
     }
-    Ok(out)
+    if found == 0 {
+        return Err(bad("no Namespace in this file".to_string()));
+    }
+    Ok(())
 }
 
-/// Builds the inventory local mode serves from.
+/// Builds the inventory local mode serves from. Namespaces come from the
+/// `--namespaces-file`s, then `--namespace-labels`: a namespace given in several
+/// gets the union of their labels, and a label given two values is an error.
 pub fn inventory(
     policy_files: &[PathBuf],
     namespaces_files: &[PathBuf],
     namespace_labels: &[String],
 ) -> Result<StaticInventory, LocalError> {
     let policies = load_policies(policy_files)?;
-    let mut namespaces = HashMap::new();
+    let mut namespaces = NamespaceSet::default();
     for path in namespaces_files {
-        namespaces.extend(load_namespaces(path)?);
+        load_namespaces_into(&mut namespaces, path)?;
     }
     for value in namespace_labels {
         let (ns, labels) = parse_namespace_labels(value)?;
+        let source = format!("--namespace-labels {value:?}");
         namespaces
-            .entry(ns)
-            .or_insert_with(BTreeMap::new)
-            .extend(labels);
+            .add(ns, labels, &source)
+            .map_err(|reason| LocalError::NamespaceLabels {
+                value: value.clone(),
+                reason,
+            })?;
     }
-    Ok(StaticInventory::new(compile_all(&policies), namespaces))
+    Ok(StaticInventory::new(
+        compile_all(&policies),
+        namespaces.labels,
+    ))
 }
 
 #[cfg(test)]

@@ -206,8 +206,8 @@ async fn check_inner(args: CheckArgs) -> anyhow::Result<i32> {
     );
     let reports = check::judge_all(inventory.as_ref(), &judge, units).await;
     let mut out = std::io::stdout().lock();
-    let code =
-        check::print(&reports, args.output, &mut out).context("failed to write the report")?;
+    let code = check::print(&reports, args.output, &mut out, &mut std::io::stderr())
+        .context("failed to write the report")?;
     out.flush().context("failed to write the report")?;
     Ok(code)
 }

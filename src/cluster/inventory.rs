@@ -2,7 +2,6 @@
 //! filled by watcher events, plus a compiled snapshot of the policies swapped in
 //! whenever the policy store changes, so a review never compiles anything.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -17,7 +16,7 @@ use tokio::sync::Notify;
 use tracing::info;
 
 use super::policy_resource;
-use crate::inventory::{Inventory, NAME_LABEL, name_only_labels};
+use crate::inventory::{Inventory, NAME_LABEL, NamespaceInfo, name_only_labels};
 use crate::policy::{
     EcrEncryptionPolicySpec, FieldError, Mode, NonEcrImages, OnLookupFailure, Policy, Rules,
 };
@@ -101,13 +100,25 @@ impl Inventory for ClusterInventory {
         Arc::clone(&self.compiled.load())
     }
 
-    fn namespace_labels(&self, namespace: &str) -> BTreeMap<String, String> {
+    /// Known: the namespace store holds it (for `check`, it was in the cluster's
+    /// list; for `serve`, the watch has delivered it).
+    fn namespace(&self, namespace: &str) -> NamespaceInfo {
         let Some(ns) = self.namespaces.get(&ObjectRef::new(namespace)) else {
-            return name_only_labels(namespace);
+            return NamespaceInfo {
+                labels: name_only_labels(namespace),
+                known: false,
+            };
         };
         let mut labels = ns.metadata.labels.clone().unwrap_or_default();
         labels.insert(NAME_LABEL.to_string(), namespace.to_string());
-        labels
+        NamespaceInfo {
+            labels,
+            known: true,
+        }
+    }
+
+    fn namespace_source(&self) -> &'static str {
+        "the cluster"
     }
 
     fn is_ready(&self) -> bool {
@@ -208,6 +219,7 @@ mod tests {
     use crate::metrics::AdmissionMetrics;
     use crate::policy::Options;
     use serde_json::json;
+    use std::collections::BTreeMap;
     use std::time::Duration;
 
     fn policy(name: &str, generation: i64, spec: Value) -> DynamicObject {
