@@ -370,6 +370,7 @@ pub fn inventory(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inventory::Inventory;
     use std::io::Write;
 
     fn file(text: &str) -> tempfile::NamedTempFile {
@@ -397,6 +398,251 @@ mod tests {
             let err = parse_namespace_labels(bad).unwrap_err().to_string();
             assert!(err.contains("expected NS:KEY=VALUE"), "{bad}: {err}");
         }
+    }
+
+    /// The forms of issue 14 and their kind: each is refused with the rule it
+    /// breaks, rather than taken as labels that change the verdict.
+    #[test]
+    fn namespace_labels_flag_refuses_what_kubernetes_refuses_naming_the_rule() {
+        let cases = [
+            (
+                "payments: compliance=regulated",
+                "label key \" compliance\" is not a valid label key: name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character",
+            ),
+            (
+                "payments:compliance=regulated env=prod",
+                "label compliance: value \"regulated env=prod\" is not a valid label value (labels are separated by ','): a valid label must be an empty string or consist of",
+            ),
+            (
+                "payments:compliance=regulated ",
+                "value \"regulated \" is not a valid label value: a valid label must be",
+            ),
+            (
+                "Payments:compliance=regulated",
+                "namespace \"Payments\" is not a valid namespace name: a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-'",
+            ),
+            (
+                " payments:compliance=regulated",
+                "namespace \" payments\" is not a valid namespace name",
+            ),
+            (
+                "pay_ments:compliance=regulated",
+                "namespace \"pay_ments\" is not a valid namespace name",
+            ),
+            (
+                &format!("{}:a=b", "n".repeat(64)),
+                "is not a valid namespace name: must be no more than 63 characters",
+            ),
+            (
+                "payments:compliance=regulated,",
+                "an empty label (two ',' in a row, or a ',' at an end)",
+            ),
+            ("payments:a=b,,c=d", "an empty label"),
+            ("payments:,", "an empty label"),
+            (
+                "payments:compliance",
+                "label \"compliance\" has no '=' (KEY= gives an empty value)",
+            ),
+            (
+                "payments:a=b,a=c",
+                "label a is given twice, as \"b\" and \"c\"",
+            ),
+            (
+                "payments:Example.com/tier=x",
+                "label key \"Example.com/tier\" is not a valid label key: prefix part a lowercase RFC 1123 subdomain",
+            ),
+            (
+                "payments:a/b/c=x",
+                "is not a valid label key: a qualified name must consist of",
+            ),
+            (
+                &format!("payments:tier={}", "v".repeat(64)),
+                "is not a valid label value: must be no more than 63 characters",
+            ),
+            (
+                "payments:kubernetes.io/metadata.name=shop",
+                "label kubernetes.io/metadata.name is \"shop\", but the API server always sets it to the namespace's own name, \"payments\"",
+            ),
+        ];
+        for (value, expected) in cases {
+            let err = parse_namespace_labels(value).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("invalid --namespace-labels {value:?}: ")),
+                "{value}: {err}"
+            );
+            assert!(err.contains(expected), "{value}: {err}");
+            assert!(
+                err.ends_with("(expected NS:KEY=VALUE[,KEY=VALUE…])"),
+                "{value}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn namespace_labels_flag_takes_every_form_kubernetes_takes() {
+        let (ns, labels) = parse_namespace_labels(
+            "team-1:app.kubernetes.io/part-of=Shop_2.x,empty=,kubernetes.io/metadata.name=team-1,a=b,a=b",
+        )
+        .unwrap();
+        assert_eq!(ns, "team-1");
+        assert_eq!(
+            labels,
+            BTreeMap::from([
+                ("a".to_string(), "b".to_string()),
+                (
+                    "app.kubernetes.io/part-of".to_string(),
+                    "Shop_2.x".to_string()
+                ),
+                ("empty".to_string(), String::new()),
+                (
+                    "kubernetes.io/metadata.name".to_string(),
+                    "team-1".to_string()
+                ),
+            ])
+        );
+    }
+
+    /// `NS:` is kept: it declares a namespace with no labels, which makes that
+    /// namespace known (unlike one not given at all).
+    #[test]
+    fn an_empty_label_list_makes_a_known_namespace_with_no_labels() {
+        let inv = inventory(&[], &[], &["dev:".to_string()]).unwrap();
+        let dev = inv.namespace("dev");
+        assert!(dev.known);
+        assert_eq!(dev.labels, crate::inventory::name_only_labels("dev"));
+        let other = inv.namespace("prod");
+        assert!(!other.known);
+        assert_eq!(other.labels, crate::inventory::name_only_labels("prod"));
+    }
+
+    #[test]
+    fn a_namespace_given_twice_gets_the_union_of_its_labels_and_one_value_per_key() {
+        let flags = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let inv = inventory(
+            &[],
+            &[],
+            &flags(&[
+                "payments:compliance=regulated",
+                "payments:env=prod",
+                "payments:",
+            ]),
+        )
+        .unwrap();
+        let labels = inv.namespace("payments").labels;
+        assert_eq!(labels["compliance"], "regulated");
+        assert_eq!(labels["env"], "prod");
+
+        let err = inventory(
+            &[],
+            &[],
+            &flags(&["payments:env=prod", "payments:env=staging"]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "invalid --namespace-labels \"payments:env=staging\": namespace \"payments\": label env is \"prod\" in --namespace-labels \"payments:env=prod\" but \"staging\" here; a namespace has one value per label (expected NS:KEY=VALUE[,KEY=VALUE…])"
+        );
+
+        // A file and a flag: the union, and a conflict names the file's document.
+        let f = file(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: payments, labels: {env: prod}}\n",
+        );
+        let inv = inventory(
+            &[],
+            &[f.path().to_path_buf()],
+            &flags(&["payments:compliance=regulated"]),
+        )
+        .unwrap();
+        let labels = inv.namespace("payments").labels;
+        assert_eq!(
+            (labels["env"].as_str(), labels["compliance"].as_str()),
+            ("prod", "regulated")
+        );
+        let err = inventory(
+            &[],
+            &[f.path().to_path_buf()],
+            &flags(&["payments:env=dev"]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(&format!(
+                "label env is \"prod\" in {} document 1 but \"dev\" here",
+                f.path().display()
+            )),
+            "{err}"
+        );
+
+        // Two files describing one namespace differently.
+        let g = file(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: payments, labels: {env: staging}}\n",
+        );
+        let err = inventory(&[], &[f.path().to_path_buf(), g.path().to_path_buf()], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!(
+                "{}: document 1: namespace \"payments\": label env",
+                g.path().display()
+            )),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn namespaces_file_names_and_labels_follow_kubernetes_rules() {
+        let ns = |meta: &str| format!("apiVersion: v1\nkind: Namespace\nmetadata: {meta}\n");
+        let cases = [
+            (
+                ns("{name: Payments}"),
+                "document 1: metadata.name \"Payments\" is not a valid namespace name: a lowercase RFC 1123 label",
+            ),
+            (
+                ns("{name: payments, labels: {'compliance ': regulated}}"),
+                "document 1: namespace payments: label key \"compliance \" is not a valid label key",
+            ),
+            (
+                ns("{name: payments, labels: {compliance: 'regulated env=prod'}}"),
+                "document 1: namespace payments: label compliance: value \"regulated env=prod\" is not a valid label value",
+            ),
+            (
+                ns("{name: payments, labels: {kubernetes.io/metadata.name: shop}}"),
+                "always sets it to the namespace's own name",
+            ),
+            (
+                ns("{name: payments, labels: {tier: 1}}"),
+                "document 1: invalid type: integer `1`, expected a string",
+            ),
+            (
+                "apiVersion: v1\nkind: List\nitems: []\n".to_string(),
+                "no Namespace in this file",
+            ),
+            (String::new(), "no Namespace in this file"),
+            (
+                format!(
+                    "{}---\n{}",
+                    ns("{name: payments, labels: {env: prod}}"),
+                    ns("{name: payments, labels: {env: dev}}")
+                ),
+                "document 2: namespace \"payments\": label env is \"prod\" in",
+            ),
+        ];
+        for (text, expected) in cases {
+            let f = file(&text);
+            let err = load_namespaces(f.path()).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("{}: ", f.path().display())) && err.contains(expected),
+                "{text}: {err}"
+            );
+        }
+        // The same namespace twice with the same labels is harmless.
+        let f = file(&format!(
+            "{}---\n{}",
+            ns("{name: dev, labels: {env: dev}}"),
+            ns("{name: dev}")
+        ));
+        assert_eq!(load_namespaces(f.path()).unwrap()["dev"]["env"], "dev");
     }
 
     #[test]

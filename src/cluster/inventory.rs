@@ -458,6 +458,25 @@ mod tests {
     }
 
     #[test]
+    fn a_namespace_is_known_once_the_cluster_has_listed_it() {
+        let (inventory, _policies, mut namespaces) = synced();
+        let payments = inventory.namespace("payments");
+        assert!(payments.known);
+        assert_eq!(
+            payments.labels,
+            crate::inventory::name_only_labels("payments")
+        );
+        let other = inventory.namespace("paymnets");
+        assert!(!other.known);
+        assert_eq!(other.labels, crate::inventory::name_only_labels("paymnets"));
+        assert_eq!(inventory.namespace_source(), "the cluster");
+        namespaces.apply(Event::Apply(namespace("paymnets", &[("tier", "x")])));
+        assert!(inventory.namespace("paymnets").known);
+        namespaces.apply(Event::Delete(namespace("paymnets", &[])));
+        assert!(!inventory.namespace("paymnets").known);
+    }
+
+    #[test]
     fn stores_keep_only_what_admission_reads() {
         let (inventory, mut policies, mut namespaces) = synced();
         policies.apply(Event::Apply(deny_docker_hub("no-hub")));
