@@ -211,7 +211,10 @@ fn manifest_units(path: &Path, namespace_flag: Option<&str>) -> Result<Vec<Unit>
         } else {
             let kinds: Vec<String> = skipped
                 .iter()
-                .map(|(kind, count)| format!("{count} {kind}"))
+                .map(|(kind, count)| match count {
+                    1 => format!("1 {kind}"),
+                    n => format!("{n} {kind} objects"),
+                })
                 .collect();
             format!("it holds {}", kinds.join(", "))
         };
@@ -449,7 +452,7 @@ pub fn print(
         if warned.insert(r.namespace.as_str()) {
             writeln!(
                 err,
-                "ecr-guard: warning: namespace {:?} is not in {}: judged by its {NAME_LABEL} label alone, as if it had no other labels; is it misspelt, or not described?",
+                "ecr-guard: warning: namespace {:?} is not in {}: judged by its {NAME_LABEL} label alone, as if it had no other labels; is the name misspelt, or the namespace missing there?",
                 r.namespace, r.namespace_source
             )?;
         }
@@ -520,6 +523,59 @@ pub fn print(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn policy(name: &str, spec: serde_json::Value) -> Policy {
+        Policy::compile(name, &serde_json::from_value(spec).unwrap())
+    }
+
+    /// "Which policies judged it" follows evaluation: by image glob, except that
+    /// an invalid policy, or an image that cannot be parsed, is judged by every
+    /// policy selecting the namespace; nothing judges an object with no images.
+    #[test]
+    fn judged_by_names_the_policies_evaluation_applies() {
+        let team = policy("team", serde_json::json!({"images": ["docker.io/team/*"]}));
+        let broken = policy("broken", serde_json::json!({"images": ["team/[x"]}));
+        assert!(!broken.is_valid());
+        let nginx = [Subject::new(Slot::Container, "c", "nginx:1.27")];
+        let mine = [Subject::new(Slot::Container, "c", "team/app:1")];
+        let unreadable = [Subject::new(Slot::Container, "c", "NGINX::")];
+        assert!(judged_by(&[&team], &nginx).is_empty());
+        assert_eq!(judged_by(&[&team], &mine), ["team"]);
+        assert_eq!(judged_by(&[&team], &unreadable), ["team"]);
+        assert_eq!(judged_by(&[&broken, &team], &nginx), ["broken"]);
+        assert!(judged_by(&[&broken, &team], &[]).is_empty());
+    }
+
+    #[test]
+    fn lists_are_flattened_and_non_manifests_refused() {
+        let mut out = Vec::new();
+        flatten(
+            serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+                {"apiVersion": "v1", "kind": "PodList", "items": [
+                    {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"}},
+                ]},
+                {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "b"}},
+            ]}),
+            &mut out,
+        )
+        .unwrap();
+        let kinds: Vec<&str> = out.iter().map(|o| str_field(o, "kind")).collect();
+        assert_eq!(kinds, ["Pod", "Deployment"]);
+        let refused = |doc: serde_json::Value| flatten(doc, &mut Vec::new()).unwrap_err();
+        assert!(refused(serde_json::json!("text")).starts_with("is not an object"));
+        assert_eq!(
+            refused(serde_json::json!({"apiVersion": "v1"})),
+            "has no kind"
+        );
+        assert_eq!(
+            refused(serde_json::json!({"kind": "Pod", "apiVersion": ""})),
+            "Pod has no apiVersion"
+        );
+        assert_eq!(
+            refused(serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [1]})),
+            "List items[0] is not an object (a Kubernetes manifest has apiVersion and kind)"
+        );
+    }
 
     #[test]
     fn container_names_come_from_the_image() {

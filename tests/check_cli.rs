@@ -416,7 +416,7 @@ async fn an_unknown_namespace_and_an_object_no_policy_judged_are_said() {
     );
     assert_eq!(
         stderr(&out),
-        "ecr-guard: warning: namespace \"payments\" is not in --namespace-labels or --namespaces-file: judged by its kubernetes.io/metadata.name label alone, as if it had no other labels; is it misspelt, or not described?\n"
+        "ecr-guard: warning: namespace \"payments\" is not in --namespace-labels or --namespaces-file: judged by its kubernetes.io/metadata.name label alone, as if it had no other labels; is the name misspelt, or the namespace missing there?\n"
     );
 
     let json_args: Vec<&str> = base.iter().copied().chain(["-o", "json"]).collect();
@@ -704,7 +704,9 @@ fn input_with_nothing_to_judge_exits_2() {
         ),
         (
             vec!["-f", &services],
-            format!("{services}: no Pod or workload to check (it holds 1 ConfigMap, 2 Service)"),
+            format!(
+                "{services}: no Pod or workload to check (it holds 1 ConfigMap, 2 Service objects)"
+            ),
         ),
         (
             vec!["-f", &sequence],
