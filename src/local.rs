@@ -8,6 +8,7 @@ use serde::Deserialize;
 use crate::inventory::{NAME_LABEL, StaticInventory, compile_all};
 use crate::k8s_names;
 use crate::policy::EcrEncryptionPolicy;
+use crate::policy::strict::{self, UnknownField};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
@@ -35,6 +36,14 @@ pub enum LocalError {
     },
     #[error("{path}: document {index} has no metadata.name")]
     UnnamedPolicy { path: PathBuf, index: usize },
+    /// Fields the CRD does not define, every one of the document (kubectl apply's
+    /// strict field validation; see [`crate::policy::strict`]).
+    #[error("{path}: document {index}: {}", join_fields(fields))]
+    UnknownFields {
+        path: PathBuf,
+        index: usize,
+        fields: Vec<UnknownField>,
+    },
     #[error("policy {name:?} is defined twice ({first} and {second})")]
     DuplicatePolicy {
         name: String,
@@ -88,12 +97,30 @@ pub fn list_items(doc: serde_json::Value) -> Vec<serde_json::Value> {
 }
 
 /// Loads every policy from these files. A `List` of policies is unwrapped.
+///
+/// Errors: a file that cannot be read or parsed, a document that is not an
+/// `ecrguard.io/v1alpha1` `EcrEncryptionPolicy`, a field the CRD does not define
+/// anywhere in a document ([`LocalError::UnknownFields`], every such field with its
+/// path), a value of the wrong type or an unknown enum value, no `metadata.name`,
+/// and one name defined twice.
 pub fn load_policies(paths: &[PathBuf]) -> Result<Vec<EcrEncryptionPolicy>, LocalError> {
     let mut policies: Vec<(EcrEncryptionPolicy, PathBuf)> = Vec::new();
     for path in paths {
         for (index, doc) in read_documents(path)? {
-            for item in list_items(doc) {
-                let policy = parse_policy(path, index, item)?;
+            let is_list = doc
+                .get("kind")
+                .and_then(|k| k.as_str())
+                .is_some_and(|k| k.ends_with("List"));
+            if is_list {
+                check_list(path, index, &doc)?;
+            }
+            for (item, value) in list_items(doc).into_iter().enumerate() {
+                let prefix = if is_list {
+                    format!("items[{item}].")
+                } else {
+                    String::new()
+                };
+                let policy = parse_policy(path, index, &prefix, value)?;
                 let name = policy.metadata.name.clone().unwrap_or_default();
                 if let Some((_, first)) = policies
                     .iter()
@@ -112,9 +139,45 @@ pub fn load_policies(paths: &[PathBuf]) -> Result<Vec<EcrEncryptionPolicy>, Loca
     Ok(policies.into_iter().map(|(p, _)| p).collect())
 }
 
+/// `a: unknown field, did you mean b?; c: unknown field`
+fn join_fields(fields: &[UnknownField]) -> String {
+    let texts: Vec<String> = fields.iter().map(ToString::to_string).collect();
+    texts.join("; ")
+}
+
+fn schema_error(path: &Path, index: usize, e: strict::SchemaUnavailable) -> LocalError {
+    LocalError::MalformedPolicy {
+        path: path.to_path_buf(),
+        index,
+        reason: format!("its fields cannot be checked, a bug in ecr-guard: {e}"),
+    }
+}
+
+/// A `List` wrapper's own fields: `item:` for `items:` would otherwise load nothing.
+fn check_list(path: &Path, index: usize, doc: &serde_json::Value) -> Result<(), LocalError> {
+    let fields = strict::unknown_list_fields(doc).map_err(|e| schema_error(path, index, e))?;
+    if !fields.is_empty() {
+        return Err(LocalError::UnknownFields {
+            path: path.to_path_buf(),
+            index,
+            fields,
+        });
+    }
+    if !doc.get("items").is_some_and(serde_json::Value::is_array) {
+        return Err(LocalError::MalformedPolicy {
+            path: path.to_path_buf(),
+            index,
+            reason: "a List needs `items`, a list of EcrEncryptionPolicy objects".into(),
+        });
+    }
+    Ok(())
+}
+
+/// One policy document (or List item, `prefix` `items[N].` for messages).
 fn parse_policy(
     path: &Path,
     index: usize,
+    prefix: &str,
     doc: serde_json::Value,
 ) -> Result<EcrEncryptionPolicy, LocalError> {
     let api_version = doc
@@ -127,6 +190,18 @@ fn parse_policy(
             path: path.to_path_buf(),
             index,
             kind: format!("{api_version} {kind}").trim().to_string(),
+        });
+    }
+    let mut fields =
+        strict::unknown_policy_fields(&doc).map_err(|e| schema_error(path, index, e))?;
+    if !fields.is_empty() {
+        for field in &mut fields {
+            field.path.insert_str(0, prefix);
+        }
+        return Err(LocalError::UnknownFields {
+            path: path.to_path_buf(),
+            index,
+            fields,
         });
     }
     let policy: EcrEncryptionPolicy =
@@ -662,6 +737,99 @@ mod tests {
         );
         let got = load_policies(&[f.path().to_path_buf()]).unwrap();
         assert_eq!(got.len(), 2);
+    }
+
+    fn load_err(text: &str) -> (LocalError, String) {
+        let f = file(text);
+        let err = load_policies(&[f.path().to_path_buf()]).unwrap_err();
+        let shown = err.to_string();
+        (err, shown)
+    }
+
+    const HEAD: &str = "apiVersion: ecrguard.io/v1alpha1\nkind: EcrEncryptionPolicy\n";
+
+    #[test]
+    fn a_misspelt_field_is_an_error_naming_its_path_and_the_field_meant() {
+        let (err, shown) = load_err(&format!(
+            "{HEAD}metadata: {{name: a}}\nspec: {{}}\n---\n{HEAD}metadata: {{name: b}}\nspec:\n  rules:\n    requireKeyRotaton: true\n"
+        ));
+        assert!(
+            matches!(err, LocalError::UnknownFields { index: 2, .. }),
+            "{err:?}"
+        );
+        assert!(
+            shown.ends_with(
+                ": document 2: spec.rules.requireKeyRotaton: unknown field, did you mean requireKeyRotation?"
+            ),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn every_unknown_field_of_a_document_is_reported() {
+        let (err, _) = load_err(&format!(
+            "{HEAD}metadata: {{name: a, lables: {{x: y}}}}\nspec:\n  namespaceSelecter: {{matchLabels: {{a: b}}}}\n  rule: {{requireKeyRotation: true}}\n  namespaceSelector:\n    matchExpressions:\n    - {{key: k, operater: Exists}}\n"
+        ));
+        let LocalError::UnknownFields { fields, .. } = err else {
+            panic!("{err:?}")
+        };
+        let got: Vec<String> = fields.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            got,
+            [
+                "metadata.lables: unknown field, did you mean labels?",
+                "spec.namespaceSelecter: unknown field, did you mean namespaceSelector?",
+                "spec.namespaceSelector.matchExpressions[0].operater: unknown field, did you mean operator?",
+                "spec.rule: unknown field, did you mean rules?",
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_fields_in_list_items_and_list_wrappers_are_errors() {
+        let (_, shown) = load_err(
+            "apiVersion: v1\nkind: List\nitems:\n- apiVersion: ecrguard.io/v1alpha1\n  kind: EcrEncryptionPolicy\n  metadata: {name: a}\n  spec: {mode: Warn}\n- apiVersion: ecrguard.io/v1alpha1\n  kind: EcrEncryptionPolicy\n  metadata: {name: b}\n  spec: {imagess: []}\n",
+        );
+        assert!(
+            shown.ends_with(
+                "document 1: items[1].spec.imagess: unknown field, did you mean images?"
+            ),
+            "{shown}"
+        );
+        let (_, shown) = load_err("apiVersion: v1\nkind: List\nitem: []\n");
+        assert!(
+            shown.ends_with("document 1: item: unknown field, did you mean items?"),
+            "{shown}"
+        );
+        let (err, _) = load_err("apiVersion: v1\nkind: List\nmetadata: {}\n");
+        assert!(matches!(err, LocalError::MalformedPolicy { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn kubectl_get_output_with_metadata_and_status_loads() {
+        let f = file(
+            "apiVersion: v1\nkind: List\nmetadata:\n  resourceVersion: \"\"\nitems:\n- apiVersion: ecrguard.io/v1alpha1\n  kind: EcrEncryptionPolicy\n  metadata:\n    annotations:\n      kubectl.kubernetes.io/last-applied-configuration: '{}'\n    creationTimestamp: \"2026-11-01T10:00:00Z\"\n    generation: 3\n    labels: {team: payments}\n    managedFields:\n    - apiVersion: ecrguard.io/v1alpha1\n      fieldsType: FieldsV1\n      fieldsV1:\n        f:spec:\n          f:mode: {}\n      manager: kubectl\n      operation: Apply\n      time: \"2026-11-01T10:00:00Z\"\n    name: a\n    resourceVersion: \"123\"\n    uid: 0b7c5a2e-0000-4000-8000-000000000001\n  spec:\n    mode: Warn\n    namespaceSelector:\n      matchExpressions:\n      - {key: env, operator: In, values: [prod]}\n  status:\n    observedGeneration: 3\n    conditions:\n    - {type: Ready, status: \"True\", reason: Accepted, message: ok, lastTransitionTime: \"2026-11-01T10:00:01Z\", observedGeneration: 3}\n",
+        );
+        let got = load_policies(&[f.path().to_path_buf()]).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].spec.mode, crate::policy::Mode::Warn);
+    }
+
+    #[test]
+    fn a_field_given_twice_is_an_error_not_the_last_one_winning() {
+        let (err, shown) = load_err(&format!(
+            "{HEAD}metadata: {{name: a}}\nspec:\n  rules: {{requireKeyRotation: true}}\n  rules: {{}}\n"
+        ));
+        assert!(matches!(err, LocalError::ParseYaml { .. }), "{err:?}");
+        assert!(shown.contains("duplicate mapping key: rules"), "{shown}");
+    }
+
+    #[test]
+    fn a_policy_without_a_name_is_still_its_own_error() {
+        let (err, _) = load_err(&format!(
+            "{HEAD}metadata: {{labels: {{a: b}}}}\nspec: {{}}\n"
+        ));
+        assert!(matches!(err, LocalError::UnnamedPolicy { .. }), "{err:?}");
     }
 
     #[test]

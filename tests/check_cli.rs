@@ -833,3 +833,105 @@ fn manifests_take_their_namespace_as_kubectl_does() {
         stderr(&out)
     );
 }
+
+/// A policy file with misspelt fields, at several levels (issue 14, fault 1).
+const MISSPELT_POLICY: &str = "apiVersion: ecrguard.io/v1alpha1
+kind: EcrEncryptionPolicy
+metadata:
+  name: regulated
+spec:
+  namespaceSelecter:
+    matchLabels: {compliance: regulated}
+  rules:
+    allowedEncryptionTypes: [KMS]
+    requireKeyRotaton: true
+";
+
+#[test]
+fn misspelt_policy_fields_exit_2_naming_every_one_and_the_field_meant() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, MISSPELT_POLICY).unwrap();
+    for output in ["text", "json"] {
+        let out = check(
+            None,
+            &[
+                "--policy-file",
+                policy.to_str().unwrap(),
+                "-n",
+                "payments",
+                "--namespace-labels",
+                "payments:compliance=regulated",
+                "--image",
+                "nginx:1.27",
+                "--output",
+                output,
+            ],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        assert_eq!(stdout(&out), "", "nothing is judged");
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!(
+                "{}: document 1: spec.namespaceSelecter: unknown field, did you mean namespaceSelector?; spec.rules.requireKeyRotaton: unknown field, did you mean requireKeyRotation?",
+                policy.display()
+            )),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn serve_refuses_to_start_on_a_misspelt_policy_field() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, MISSPELT_POLICY).unwrap();
+    let ca = dir.path().join("ca.pem");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ecr-guard"))
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .arg("--write-ca")
+        .arg(&ca)
+        .arg("--policy-file")
+        .arg(&policy)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("serve started with a misspelt policy field");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "{err}");
+    assert!(
+        err.contains(
+            "spec.rules.requireKeyRotaton: unknown field, did you mean requireKeyRotation?"
+        ) && err.contains("spec.namespaceSelecter: unknown field, did you mean namespaceSelector?"),
+        "{err}"
+    );
+    assert!(!ca.exists(), "nothing is written before the policies load");
+}

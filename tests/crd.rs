@@ -225,3 +225,104 @@ fn example_policies_are_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+fn schema_nodes<'a>(node: &'a Value, path: String, out: &mut Vec<(String, &'a Value)>) {
+    out.push((path.clone(), node));
+    if let Some(props) = node.get("properties").and_then(Value::as_object) {
+        for (name, child) in props {
+            schema_nodes(child, format!("{path}.{name}"), out);
+        }
+    }
+    if let Some(items) = node.get("items") {
+        schema_nodes(items, format!("{path}[]"), out);
+    }
+    if let Some(extra) = node.get("additionalProperties").filter(|v| v.is_object()) {
+        schema_nodes(extra, format!("{path}{{}}"), out);
+    }
+}
+
+fn all_nodes(crd: &Value) -> Vec<(String, &Value)> {
+    let mut nodes = Vec::new();
+    schema_nodes(
+        &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"],
+        "openAPIV3Schema".into(),
+        &mut nodes,
+    );
+    nodes
+}
+
+/// In a cluster the API server prunes (and with strict field validation, the
+/// kubectl default, rejects) every field the schema does not name, unless a node
+/// preserves unknown fields or is an object that names none. Local files are
+/// checked the same way (src/policy/strict.rs), which relies on this.
+#[test]
+fn crd_keeps_unknown_fields_out_at_every_level() {
+    let crd = crd();
+    assert!(
+        !crd_yaml().contains("x-kubernetes-preserve-unknown-fields"),
+        "the CRD preserves unknown fields somewhere"
+    );
+    assert_eq!(crd["spec"].get("preserveUnknownFields"), None);
+    let nodes = all_nodes(&crd);
+    let free: Vec<&String> = nodes
+        .iter()
+        .filter(|(_, n)| {
+            n["type"] == "object"
+                && n.get("properties").is_none()
+                && n.get("additionalProperties").is_none()
+        })
+        .map(|(p, _)| p)
+        .collect();
+    assert!(free.is_empty(), "objects that take any field: {free:?}");
+    // The walk reaches the nested selector requirements, so the checks above did too.
+    assert!(
+        nodes
+            .iter()
+            .any(|(p, _)| p == "openAPIV3Schema.spec.namespaceSelector.matchExpressions[].operator"),
+        "{:?}",
+        nodes.iter().map(|(p, _)| p).collect::<Vec<_>>()
+    );
+}
+
+/// `kubectl explain eep` prints these: user documentation, no derive boilerplate.
+#[test]
+fn crd_descriptions_are_user_documentation() {
+    let crd = crd();
+    let nodes = all_nodes(&crd);
+    let root = nodes[0].1["description"].as_str().unwrap_or_default();
+    assert!(
+        root.starts_with("A cluster-wide policy on which container images may run")
+            && root.contains("ecr-guard admission webhook"),
+        "{root}"
+    );
+    for (path, node) in &nodes {
+        let text = node
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        for boilerplate in ["Auto-generated", "derived type", "CustomResource", "TODO"] {
+            assert!(!text.contains(boilerplate), "{path}: {text}");
+        }
+    }
+    // Every field of ecr-guard's own types is documented (k8s types bring their own).
+    let undocumented: Vec<&String> = nodes
+        .iter()
+        .filter(|(p, _)| {
+            p.starts_with("openAPIV3Schema.spec")
+                && !p.contains("namespaceSelector.")
+                && !p.ends_with("[]")
+        })
+        .chain(nodes.iter().filter(|(p, _)| {
+            p == "openAPIV3Schema.status"
+                || p == "openAPIV3Schema.status.conditions"
+                || p == "openAPIV3Schema.status.observedGeneration"
+        }))
+        .filter(|(_, n)| {
+            n.get("description")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+        })
+        .map(|(p, _)| p)
+        .collect();
+    assert!(undocumented.is_empty(), "{undocumented:?}");
+}

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::registry::facts::EncryptionType;
 
-/// Which images may run, judged by how the ECR repository they come from is encrypted.
+/// The desired policy: where it applies (`namespaceSelector`, `images`), what the
+/// ECR repository's encryption must satisfy (`rules`), and what a failure does (`mode`).
 #[derive(CustomResource, Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[kube(
     group = "ecrguard.io",
@@ -19,6 +20,15 @@ use crate::registry::facts::EncryptionType;
     kind = "EcrEncryptionPolicy",
     plural = "ecrencryptionpolicies",
     shortname = "eep",
+    // The kind's description (`kubectl explain eep`), and the rustdoc of the generated
+    // `EcrEncryptionPolicy` struct; without it kube-derive writes derive boilerplate.
+    doc = "A cluster-wide policy on which container images may run, judged by how the \
+           private Amazon ECR repository each image comes from is encrypted at rest \
+           (AES256, KMS or KMS_DSSE; customer-managed, rotating, usable keys). The ecr-guard admission \
+           webhook checks the images of every Pod and workload created or updated in the \
+           namespaces the policy selects, and denies the request, warns, or records the \
+           violation (spec.mode) when a repository fails the rules. Status tells whether the \
+           policy is valid and in force.",
     status = "EcrEncryptionPolicyStatus",
     // Raw JSON columns: the structured form trips clippy's duplicated_attributes.
     printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.mode"}"#,

@@ -3,6 +3,7 @@
 mod compile;
 mod crd;
 mod evaluate;
+pub mod strict;
 mod verdict;
 
 pub use compile::{FieldError, Policy};
