@@ -1,6 +1,7 @@
 //! Runs the pure evaluation with the facts it needs, fetched within the deadline.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +49,21 @@ impl FactSource for NoFacts {
     }
 }
 
+tokio::task_local! {
+    /// The caller's own deadline for the review being judged: when the webhook's
+    /// client (the API server) gives up, less a safety margin. Request-scoped, like
+    /// the deadline of the API server's Go context it mirrors, so it reaches the
+    /// judge without every layer in between passing it along.
+    static CALLER_DEADLINE: Instant;
+}
+
+/// Runs `review` with `deadline` as its caller's deadline: every [`Judge::judge`]
+/// inside it finishes its AWS lookups by the earlier of `deadline` and its own
+/// lookup timeout.
+pub async fn within_deadline<F: Future>(deadline: Instant, review: F) -> F::Output {
+    CALLER_DEADLINE.scope(deadline, review).await
+}
+
 /// Evaluation with its facts: the part `serve` and `check` share.
 pub struct Judge {
     facts: Arc<dyn FactSource>,
@@ -68,7 +84,9 @@ impl Judge {
         self.options
     }
 
-    /// Judges these images in a namespace with these labels.
+    /// Judges these images in a namespace with these labels. AWS lookups end by
+    /// the lookup timeout from now, or the caller's deadline if that is earlier
+    /// (see [`within_deadline`]).
     pub async fn judge(
         &self,
         policies: &[Policy],
@@ -83,7 +101,10 @@ impl Judge {
         let facts = if repositories.is_empty() {
             HashMap::new()
         } else {
-            let deadline = Instant::now() + self.lookup_timeout;
+            let own = Instant::now() + self.lookup_timeout;
+            let deadline = CALLER_DEADLINE
+                .try_with(|caller| own.min(*caller))
+                .unwrap_or(own);
             self.facts.lookup_all(repositories, deadline).await
         };
         policy::evaluate(&applicable, subjects, &facts, self.options)
