@@ -124,3 +124,57 @@ impl FactSource for crate::registry::Registry {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::policy::{EcrEncryptionPolicySpec, Slot};
+
+    /// Records the deadline each lookup was given; answers nothing.
+    #[derive(Default)]
+    struct Deadlines(Mutex<Vec<Instant>>);
+
+    impl FactSource for Deadlines {
+        fn lookup_all(
+            &self,
+            _repositories: BTreeSet<EcrRepository>,
+            deadline: Instant,
+        ) -> BoxFuture<'_, HashMap<EcrRepository, Lookup>> {
+            self.0.lock().unwrap().push(deadline);
+            Box::pin(async { HashMap::new() })
+        }
+    }
+
+    async fn deadline_given(judge: &Judge, facts: &Deadlines) -> Instant {
+        let spec: EcrEncryptionPolicySpec =
+            serde_saphyr::from_str("rules: {allowedEncryptionTypes: [KMS]}").unwrap();
+        let policies = [Policy::compile("p", &spec)];
+        let subjects = [Subject::new(
+            Slot::Container,
+            "app",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/team/app:1",
+        )];
+        judge.judge(&policies, &BTreeMap::new(), &subjects).await;
+        facts.0.lock().unwrap().pop().expect("a lookup")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lookups_end_by_the_callers_deadline_when_it_comes_first() {
+        let facts = Arc::new(Deadlines::default());
+        let judge = Judge::new(facts.clone(), Options::default(), Duration::from_secs(3));
+        let now = Instant::now();
+        assert_eq!(
+            deadline_given(&judge, &facts).await,
+            now + Duration::from_secs(3)
+        );
+        let sooner = now + Duration::from_secs(1);
+        let given = within_deadline(sooner, deadline_given(&judge, &facts)).await;
+        assert_eq!(given, sooner);
+        // A caller with more time than the lookup timeout does not extend it.
+        let later = now + Duration::from_secs(60);
+        let given = within_deadline(later, deadline_given(&judge, &facts)).await;
+        assert_eq!(given, now + Duration::from_secs(3));
+    }
+}
