@@ -114,6 +114,13 @@ pub struct AwsArgs {
     pub cache_capacity: u64,
 }
 
+/// Default `--max-body-bytes`: 7 MiB, controller-runtime's limit and reasoning
+/// (pkg/webhook/admission/http.go): the API server takes write bodies of up to
+/// 3 MiB, an UPDATE review carries the object twice (new and old, each up to
+/// 3 MiB as JSON; etcd keeps up to 1.5 MiB of it, encoded) and the rest of a
+/// review stays under 1 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 7 * 1024 * 1024;
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// HTTPS address for POST /validate.
@@ -146,9 +153,17 @@ pub struct ServeArgs {
     /// Turn every Enforce policy into DryRun: report, never deny (the staging switch).
     #[arg(long, env = "ECR_GUARD_DRY_RUN")]
     pub dry_run: bool,
-    /// Largest AdmissionReview body accepted, in bytes.
-    #[arg(long, env = "ECR_GUARD_MAX_BODY_BYTES", default_value_t = 3 * 1024 * 1024)]
+    /// Largest AdmissionReview body accepted, in bytes; larger ones get HTTP 413.
+    /// The default admits every review an API server sends (see
+    /// DEFAULT_MAX_BODY_BYTES).
+    #[arg(long, env = "ECR_GUARD_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
+    /// After SIGTERM, how long reviews are still accepted and answered (while
+    /// /readyz answers 503) before the listener closes and in-flight reviews drain:
+    /// the time the API server takes to stop sending to a terminating Pod.
+    /// SIGINT skips it.
+    #[arg(long, env = "ECR_GUARD_SHUTDOWN_DELAY", value_parser = duration, default_value = "10s")]
+    pub shutdown_delay: Duration,
     #[command(flatten)]
     pub policies: PolicySourceArgs,
     #[command(flatten)]
@@ -228,6 +243,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("expected a duration"), "{err}");
+    }
+
+    #[test]
+    fn serve_defaults_admit_large_updates_and_wait_before_stopping() {
+        let cli = Cli::try_parse_from(["ecr-guard", "serve"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        assert_eq!(args.max_body_bytes, 7 * 1024 * 1024);
+        assert_eq!(args.shutdown_delay, Duration::from_secs(10));
+        let cli = Cli::try_parse_from(["ecr-guard", "serve", "--shutdown-delay", "0s"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        assert_eq!(args.shutdown_delay, Duration::ZERO);
     }
 
     #[test]

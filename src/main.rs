@@ -23,8 +23,7 @@ fn main() -> std::process::ExitCode {
             Command::Serve(args) => match run::serve(*args).await {
                 Ok(()) => 0,
                 Err(e) => {
-                    tracing::error!("{e:#}");
-                    eprintln!("ecr-guard: {e:#}");
+                    run::report_fatal(&e);
                     1
                 }
             },

@@ -26,6 +26,14 @@ pub struct ViolationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// The HTTP status answered: 400, 404, 405 or 413.
+    pub code: &'static str,
+    /// body_too_large | body_unreadable | not_a_review | no_such_path | method_not_allowed
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: &'static str,
 }
@@ -70,6 +78,23 @@ impl AdmissionMetrics {
             "ecr_guard_policy_violations",
             "Policy violations found, by policy, effective mode and reason",
             self.violations.clone(),
+        );
+    }
+}
+
+/// Requests of the webhook port answered with an HTTP error instead of an
+/// AdmissionReview verdict (each also logged once, at warn).
+#[derive(Clone, Debug, Default)]
+pub struct WebhookMetrics {
+    pub refused: Family<RefusalLabels, Counter>,
+}
+
+impl WebhookMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "ecr_guard_webhook_refused_requests",
+            "Requests to the webhook port answered with an HTTP error, by status code and reason",
+            self.refused.clone(),
         );
     }
 }

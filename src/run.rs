@@ -13,7 +13,7 @@ use crate::check;
 use crate::cli::{AwsArgs, CheckArgs, LogArgs, LogFormat, PolicySourceArgs, ServeArgs};
 use crate::cluster;
 use crate::inventory::Inventory;
-use crate::metrics::AdmissionMetrics;
+use crate::metrics::{AdmissionMetrics, WebhookMetrics};
 use crate::policy::Options;
 use crate::registry::{Registry, RegistryConfig, RegistryMetrics};
 use crate::server::{self, Bound, Readiness, ServerConfig, TlsSource};
@@ -85,32 +85,46 @@ async fn inventory(policies: &PolicySourceArgs) -> anyhow::Result<Arc<dyn Invent
     Ok(inventory)
 }
 
-/// Policies and namespace labels for `serve`, and where violations are reported:
-/// fixed from files, or kept in sync with the cluster (which also gets Events).
-async fn serve_inventory(
-    policies: &PolicySourceArgs,
-) -> anyhow::Result<(Arc<dyn Inventory>, Option<Arc<dyn ViolationSink>>)> {
-    if !policies.is_local() {
-        let cluster = cluster::start(cluster_client(policies).await?);
-        return Ok((cluster.inventory, Some(cluster.events)));
-    }
-    let inventory = local_inventory(policies)?;
-    for policy in inventory.policies().iter().filter(|p| !p.is_valid()) {
-        let problems: Vec<String> = policy.problems().iter().map(ToString::to_string).collect();
-        error!(policy = %policy.name, problems = %problems.join("; "), "invalid policy: it denies every request it applies to (fail closed)");
-    }
-    Ok((inventory, None))
+/// Where `serve` gets policies and namespace labels, opened (every check that can
+/// fail done) but not started.
+enum ServeSource {
+    /// Fixed, from files.
+    Local(Arc<dyn Inventory>),
+    /// Kept in sync with the cluster, which also gets Events and policy status.
+    Cluster(kube::Client),
 }
 
-/// `ecr-guard serve`.
-pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let (inventory, sink) = serve_inventory(&args.policies).await?;
-    let mut metrics_registry = prometheus_client::registry::Registry::default();
-    let admission_metrics = AdmissionMetrics::default();
-    admission_metrics.register(&mut metrics_registry);
-    let registry_metrics = RegistryMetrics::default();
-    registry_metrics.register(&mut metrics_registry);
+impl ServeSource {
+    async fn open(policies: &PolicySourceArgs) -> anyhow::Result<Self> {
+        if !policies.is_local() {
+            return Ok(Self::Cluster(cluster_client(policies).await?));
+        }
+        let inventory = local_inventory(policies)?;
+        for policy in inventory.policies().iter().filter(|p| !p.is_valid()) {
+            let problems: Vec<String> = policy.problems().iter().map(ToString::to_string).collect();
+            error!(policy = %policy.name, problems = %problems.join("; "), "invalid policy: it denies every request it applies to (fail closed)");
+        }
+        Ok(Self::Local(inventory))
+    }
 
+    /// The inventory, and where violations are reported. In cluster mode this
+    /// starts watching the cluster and writing policy status and Events.
+    fn start(self) -> (Arc<dyn Inventory>, Option<Arc<dyn ViolationSink>>) {
+        match self {
+            Self::Local(inventory) => (inventory, None),
+            Self::Cluster(client) => {
+                let cluster = cluster::start(client);
+                (cluster.inventory, Some(cluster.events))
+            }
+        }
+    }
+}
+
+/// `ecr-guard serve`. Every start-up step that can fail runs before any that has
+/// an effect outside the process (writing `--write-ca`, watching the cluster and
+/// writing to it), so a `serve` that cannot start changes nothing: a second one
+/// on a busy port leaves the running one's CA file alone.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => TlsSource::Files {
             cert: cert.clone(),
@@ -127,9 +141,21 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         metrics_listen: args.metrics_listen,
         tls,
         client_ca: args.client_ca.clone(),
-        max_body_bytes: args.max_body_bytes,
+        shutdown_delay: args.shutdown_delay,
     };
     let bound = Bound::bind(&config).await?;
+    let source = ServeSource::open(&args.policies).await?;
+    bound.write_ca()?;
+    let (inventory, sink) = source.start();
+
+    let mut metrics_registry = prometheus_client::registry::Registry::default();
+    let admission_metrics = AdmissionMetrics::default();
+    admission_metrics.register(&mut metrics_registry);
+    let registry_metrics = RegistryMetrics::default();
+    registry_metrics.register(&mut metrics_registry);
+    let webhook_metrics = WebhookMetrics::default();
+    webhook_metrics.register(&mut metrics_registry);
+
     let readiness = Readiness::new(inventory.clone());
     let facts = Arc::new(LazyRegistry::new(
         registry_config(&args.aws),
@@ -172,10 +198,22 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         admin = %bound.admin_addr()?,
         "ecr-guard listening"
     );
-    let webhook = server::webhook_router(admission, args.max_body_bytes);
-    let admin = server::admin_router(readiness, Arc::new(metrics_registry));
-    bound.run(webhook, admin, server::shutdown_signal()).await;
+    let webhook = server::webhook_router(admission, args.max_body_bytes, webhook_metrics);
+    let admin = server::admin_router(readiness.clone(), Arc::new(metrics_registry));
+    bound
+        .run(webhook, admin, readiness, server::os_signals())
+        .await;
     Ok(())
+}
+
+/// Reports the error that ended `serve`, once: as a log line in the chosen format
+/// (so JSON logs stay JSON), or on plain stderr when the log filter drops errors.
+pub fn report_fatal(error: &anyhow::Error) {
+    if tracing::enabled!(tracing::Level::ERROR) {
+        error!("{error:#}");
+    } else {
+        eprintln!("ecr-guard: {error:#}");
+    }
 }
 
 /// `ecr-guard check`; returns the exit code.

@@ -811,6 +811,63 @@ fn deployment_is_highly_available_by_default() {
 }
 
 #[test]
+fn a_terminating_pod_keeps_answering_for_the_shutdown_delay_within_its_grace_period() {
+    let r = rendered(ValueSet::Default);
+    assert!(r.args().contains(&"--shutdown-delay=10s"), "{:?}", r.args());
+    // The kubelet waits for the delay and the server's whole drain bound.
+    let grace = r.pod_spec()["terminationGracePeriodSeconds"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        grace >= 10 + ecr_guard::server::DRAIN_TIMEOUT.as_secs(),
+        "terminationGracePeriodSeconds {grace}"
+    );
+    // A rollout starts the new pod and waits for it to be ready first.
+    let rolling = &r.one("Deployment")["spec"]["strategy"]["rollingUpdate"];
+    assert_eq!(rolling["maxUnavailable"], 0);
+    assert_eq!(rolling["maxSurge"], 1);
+
+    let r = render(
+        NAMESPACE,
+        &[
+            "--set",
+            "shutdownDelaySeconds=20",
+            "--set",
+            "terminationGracePeriodSeconds=35",
+        ],
+    );
+    assert!(r.args().contains(&"--shutdown-delay=20s"));
+    assert_eq!(r.pod_spec()["terminationGracePeriodSeconds"], 35);
+    // Grace shorter than delay + webhook timeout + 5 s: the kubelet would kill
+    // reviews the API server still waits for.
+    let too_short: [&[&str]; 3] = [
+        &["--set", "terminationGracePeriodSeconds=24"],
+        &["--set", "shutdownDelaySeconds=31"],
+        &[
+            "--set",
+            "webhook.timeoutSeconds=30",
+            "--set",
+            "shutdownDelaySeconds=11",
+        ],
+    ];
+    for args in too_short {
+        assert_rejected(
+            args,
+            &["terminationGracePeriodSeconds", "shutdownDelaySeconds"],
+        );
+    }
+    render(NAMESPACE, &["--set", "terminationGracePeriodSeconds=25"]);
+    assert_rejected(
+        &["--set", "shutdownDelaySeconds=-1"],
+        &["shutdownDelaySeconds"],
+    );
+    assert_rejected(
+        &["--set", "shutdownDelaySeconds=10s"],
+        &["shutdownDelaySeconds"],
+    );
+}
+
+#[test]
 fn probes_use_the_admin_port() {
     for set in ALL_SETS {
         let r = rendered(set);

@@ -168,7 +168,7 @@ async fn a_client_ca_file_without_certificates_is_a_start_up_error() {
             write_ca: None,
         },
         client_ca: Some(path.clone()),
-        max_body_bytes: 1024,
+        shutdown_delay: std::time::Duration::ZERO,
     };
     let err = match ecr_guard::server::Bound::bind(&config).await {
         Ok(_) => panic!("bound with an unusable client CA"),

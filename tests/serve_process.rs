@@ -46,7 +46,9 @@ fn pod_review(uid: &str, image: &str) -> serde_json::Value {
 struct Serve {
     child: Child,
     addr: SocketAddr,
+    admin: SocketAddr,
     ca: String,
+    ca_path: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -89,7 +91,9 @@ async fn start_serve(aws_endpoint: &str, extra: &[&str]) -> Serve {
     let mut serve = Serve {
         child,
         addr,
+        admin,
         ca: String::new(),
+        ca_path: ca.clone(),
         _dir: dir,
     };
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -126,7 +130,8 @@ async fn sigterm_lets_in_flight_reviews_finish_then_exits_cleanly_with_json_logs
             .await;
     }
     let proxy = Proxy::start(moto.endpoint()).await;
-    let mut serve = start_serve(proxy.endpoint(), &[]).await;
+    // No shutdown delay: the listener closes at once, with the reviews in flight.
+    let mut serve = start_serve(proxy.endpoint(), &["--shutdown-delay=0s"]).await;
     // Every lookup now takes a second: reviews will be in flight when SIGTERM lands.
     proxy.set_fault_for(
         proxy::DESCRIBE_REPOSITORIES,
@@ -314,4 +319,369 @@ async fn a_rotated_secret_is_served_without_restart_and_a_broken_one_is_ignored(
     assert_eq!(served().await, "second");
     let resp = https::post_review(hook.addr, &ca_pem, &pod_review("u", "nginx")).await;
     assert_eq!(resp.status, 200);
+}
+
+/// Sends `SIGTERM` to the process.
+fn sigterm(child: &Child) {
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+/// Waits for the process to exit, for at most `bound`; its status and stderr lines.
+async fn exit_within(mut child: Child, bound: Duration) -> (std::process::ExitStatus, Vec<String>) {
+    tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + bound;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("still running after {bound:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let lines = child
+            .stderr
+            .take()
+            .map(|stderr| {
+                BufReader::new(stderr)
+                    .lines()
+                    .map_while(Result::ok)
+                    .collect()
+            })
+            .unwrap_or_default();
+        (status, lines)
+    })
+    .await
+    .unwrap()
+}
+
+/// How reviews of one client went: answered (HTTP 200 with a verdict), and the
+/// first failure, if any.
+#[derive(Default)]
+struct Tally {
+    answered: usize,
+    answered_after_sigterm: usize,
+    failure: Option<String>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_keeps_answering_through_the_shutdown_delay_then_drains_and_exits() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let moto = Moto::start().await;
+    let mut serve = start_serve(moto.endpoint(), &["--shutdown-delay=3s"]).await;
+    let (addr, ca) = (serve.addr, serve.ca.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let termed = Arc::new(AtomicBool::new(false));
+    let review = serde_json::to_vec(&pod_review("u", "nginx:1")).unwrap();
+    let record =
+        |tally: &mut Tally, termed: &AtomicBool, result: Result<https::Response, String>| {
+            match result {
+                Ok(resp) if resp.status == 200 && resp.json()["response"]["allowed"] == true => {
+                    tally.answered += 1;
+                    if termed.load(Ordering::SeqCst) {
+                        tally.answered_after_sigterm += 1;
+                    }
+                }
+                Ok(resp) => {
+                    tally.failure.get_or_insert(format!(
+                        "HTTP {}: {}",
+                        resp.status,
+                        String::from_utf8_lossy(&resp.body)
+                    ));
+                }
+                Err(e) => {
+                    tally.failure.get_or_insert(e);
+                }
+            }
+        };
+
+    // Without pause: a new connection per review…
+    let fresh = tokio::spawn({
+        let (stop, termed, ca, review) = (stop.clone(), termed.clone(), ca.clone(), review.clone());
+        async move {
+            let mut tally = Tally::default();
+            while !stop.load(Ordering::SeqCst) {
+                let result =
+                    https::request(addr, &ca, "POST", "/validate?timeout=10s", review.clone())
+                        .await;
+                record(&mut tally, &termed, result);
+            }
+            tally
+        }
+    });
+    // …one kept-alive HTTP/1.1 connection…
+    let (mut h1, _) = https::connect(addr, &ca).await.unwrap();
+    let kept_h1 = tokio::spawn({
+        let (stop, termed, review) = (stop.clone(), termed.clone(), review.clone());
+        async move {
+            let mut tally = Tally::default();
+            while !stop.load(Ordering::SeqCst) {
+                let result =
+                    https::send(&mut h1, "POST", "/validate?timeout=10s", review.clone()).await;
+                record(&mut tally, &termed, result);
+            }
+            (tally, h1)
+        }
+    });
+    // …and one kept-alive HTTP/2 connection, as the API server keeps.
+    let (mut h2, h2_driver) = https::connect_h2(addr, &ca).await.unwrap();
+    let kept_h2 = tokio::spawn({
+        let (stop, termed, review) = (stop.clone(), termed.clone(), review.clone());
+        async move {
+            let mut tally = Tally::default();
+            while !stop.load(Ordering::SeqCst) {
+                let body = http_body_util::Full::new(bytes::Bytes::from(review.clone()));
+                let result = https::send_h2(&mut h2, "POST", "/validate?timeout=10s", body).await;
+                record(&mut tally, &termed, result);
+            }
+            (tally, h2)
+        }
+    });
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    termed.store(true, Ordering::SeqCst);
+    sigterm(&serve.child);
+    let sent_at = Instant::now();
+    // /readyz turns 503 at once, so the endpoint is taken out of the Service…
+    loop {
+        match readyz(serve.admin).await {
+            Some(503) => break,
+            other => assert!(
+                sent_at.elapsed() < Duration::from_secs(10),
+                "/readyz still says {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // …while reviews are still answered, on new connections too, as the API
+    // server goes on sending until it learns the endpoint is gone.
+    let resp = https::request(addr, &ca, "POST", "/validate", review.clone())
+        .await
+        .expect("a new connection after /readyz turned 503");
+    assert_eq!(resp.status, 200);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // The API server has stopped sending here (well within the 3 s delay).
+    stop.store(true, Ordering::SeqCst);
+    let fresh = fresh.await.unwrap();
+    let (kept_h1, mut h1) = kept_h1.await.unwrap();
+    let (kept_h2, _h2) = kept_h2.await.unwrap();
+    for (what, tally) in [
+        ("new connections", &fresh),
+        ("kept-alive HTTP/1.1", &kept_h1),
+        ("kept-alive HTTP/2", &kept_h2),
+    ] {
+        assert_eq!(
+            tally.failure, None,
+            "{what}: a review failed during shutdown"
+        );
+        assert!(
+            tally.answered_after_sigterm > 0,
+            "{what}: nothing sent after SIGTERM"
+        );
+    }
+
+    // After the delay the kept-alive connections are told to go: the idle
+    // HTTP/1.1 one is closed, the HTTP/2 one gets GOAWAY and ends cleanly.
+    let generous = Duration::from_secs(40);
+    tokio::time::timeout(generous, async {
+        while !h1.is_closed() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the kept-alive HTTP/1.1 connection was never closed");
+    assert!(
+        https::send(&mut h1, "POST", "/validate", review.clone())
+            .await
+            .is_err()
+    );
+    let ended = tokio::time::timeout(generous, h2_driver)
+        .await
+        .expect("the HTTP/2 connection never ended")
+        .unwrap();
+    assert_eq!(
+        ended,
+        Ok(()),
+        "GOAWAY ends the HTTP/2 connection without an error"
+    );
+
+    // Exits by delay + drain (3 s + at most 30 s; a generous bound, not a timing).
+    let child = std::mem::replace(&mut serve.child, Command::new("true").spawn().unwrap());
+    let (status, lines) = exit_within(child, Duration::from_secs(3 + 30 + 20)).await;
+    assert!(status.success(), "exit status {status}: {lines:#?}");
+    assert!(
+        lines.iter().any(|l| l.contains("shutdown delay")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("\"stopped\"")),
+        "{lines:#?}"
+    );
+}
+
+/// Runs `ecr-guard serve` with `args` to its end (expected soon: a start-up
+/// failure), text logs; (exit code, stderr).
+fn serve_fails(args: &[&str], dir: &Path) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ecr-guard"))
+        .arg("serve")
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_serve_on_a_busy_port_changes_nothing_and_says_why_once() {
+    let moto = Moto::start().await;
+    let running = start_serve(moto.endpoint(), &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let (listen, admin) = (running.addr.to_string(), running.admin.to_string());
+    let free = free_addr().to_string();
+    for (what, listen, metrics) in [
+        ("webhook port busy", listen.as_str(), free.as_str()),
+        ("admin port busy", free.as_str(), admin.as_str()),
+    ] {
+        let ca_path = running.ca_path.to_str().unwrap();
+        let (code, stderr) = serve_fails(
+            &[
+                "--listen",
+                listen,
+                "--metrics-listen",
+                metrics,
+                "--write-ca",
+                ca_path,
+                "--policy-file",
+                policy.to_str().unwrap(),
+            ],
+            dir.path(),
+        );
+        assert_eq!(code, Some(1), "{what}: {stderr}");
+        assert_eq!(
+            stderr.matches("failed to bind").count(),
+            1,
+            "{what}: the fatal error, once: {stderr}"
+        );
+        // The running server's CA file is untouched, and still the one it serves.
+        assert_eq!(
+            std::fs::read_to_string(&running.ca_path).unwrap(),
+            running.ca,
+            "{what}"
+        );
+    }
+    let resp = https::post_review(running.addr, &running.ca, &pod_review("u", "nginx")).await;
+    assert_eq!(resp.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_serve_that_fails_to_start_writes_no_ca_and_never_calls_the_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let ca = dir.path().join("ca.pem");
+    let ca_arg = ca.to_str().unwrap();
+
+    // Bound, but the client CA is unusable: fails before --write-ca is written.
+    let bad_client_ca = dir.path().join("client-ca.pem");
+    std::fs::write(&bad_client_ca, "not a certificate\n").unwrap();
+    let (code, stderr) = serve_fails(
+        &[
+            "--listen",
+            &free_addr().to_string(),
+            "--metrics-listen",
+            &free_addr().to_string(),
+            "--write-ca",
+            ca_arg,
+            "--client-ca",
+            bad_client_ca.to_str().unwrap(),
+            "--policy-file",
+            policy.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(stderr.matches("client CA").count(), 1, "once: {stderr}");
+    assert!(
+        !ca.exists(),
+        "--write-ca written by a serve that never served"
+    );
+
+    // A policy file that cannot be read: the same.
+    let (code, stderr) = serve_fails(
+        &[
+            "--listen",
+            &free_addr().to_string(),
+            "--metrics-listen",
+            &free_addr().to_string(),
+            "--write-ca",
+            ca_arg,
+            "--policy-file",
+            dir.path().join("missing.yaml").to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        !ca.exists(),
+        "--write-ca written by a serve that never served"
+    );
+
+    // Cluster mode on a busy port: fails before it watches the cluster or writes
+    // policy status. The "API server" here counts the connections it gets.
+    let api = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    api.set_nonblocking(true).unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1
+kind: Config
+current-context: test
+clusters: [{{name: test, cluster: {{server: 'http://{}'}}}}]
+users: [{{name: test, user: {{token: t}}}}]
+contexts: [{{name: test, context: {{cluster: test, user: test}}}}]
+",
+            api.local_addr().unwrap()
+        ),
+    )
+    .unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (code, stderr) = serve_fails(
+        &[
+            "--listen",
+            &busy.local_addr().unwrap().to_string(),
+            "--metrics-listen",
+            &free_addr().to_string(),
+            "--write-ca",
+            ca_arg,
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("failed to bind"), "{stderr}");
+    assert!(
+        matches!(api.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the API server was contacted by a serve that could not bind"
+    );
+    assert!(!ca.exists());
 }

@@ -378,61 +378,113 @@ async fn other_kinds_operations_and_subresources_pass_untouched_without_lookups(
     assert_eq!(proxy.count(proxy::DESCRIBE_REPOSITORIES), 0);
 }
 
+/// The AdmissionReview body of an HTTP error: `response.status` carries the same
+/// code, a Kubernetes reason and a message starting with `message`.
+fn assert_error_review(
+    resp: &https::Response,
+    status: u16,
+    reason: &str,
+    message: &str,
+    what: &str,
+) {
+    assert_eq!(
+        resp.status,
+        status,
+        "{what}: {}",
+        String::from_utf8_lossy(&resp.body)
+    );
+    let body = resp.json();
+    assert_eq!(body["apiVersion"], "admission.k8s.io/v1", "{what}");
+    assert_eq!(body["kind"], "AdmissionReview", "{what}");
+    let r = &body["response"];
+    assert_eq!(r["allowed"], false, "{what}");
+    assert_eq!(r["status"]["code"], status, "{what}: {r}");
+    assert_eq!(r["status"]["status"], "Failure", "{what}: {r}");
+    assert_eq!(r["status"]["reason"], reason, "{what}: {r}");
+    assert!(
+        r["status"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with(message),
+        "{what}: {r}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unreadable_bodies_get_clear_errors_and_wrong_routes_404_405() {
+async fn every_error_answer_of_the_webhook_port_is_a_json_admission_review() {
     let (_moto, proxy) = aws().await;
     let mut settings = Settings::new(STRICT);
     settings.max_body_bytes = 64 * 1024;
     let hook = Webhook::start(proxy.endpoint(), settings).await;
     let post = |body: Vec<u8>| https::request(hook.addr, &hook.ca, "POST", "/validate", body);
 
-    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
-        ("malformed JSON", b"{\"apiVersion\": ".to_vec(), 400, "request body is not valid JSON"),
-        ("empty body", Vec::new(), 400, "request body is empty"),
-        ("not a review", b"[1,2,3]".to_vec(), 400, "request body is not an AdmissionReview"),
+    let cases: Vec<(&str, Vec<u8>, u16, &str, &str)> = vec![
+        ("malformed JSON", b"{\"apiVersion\": ".to_vec(), 400, "BadRequest", "request body is not valid JSON"),
+        ("empty body", Vec::new(), 400, "BadRequest", "request body is empty"),
+        ("not a review", b"[1,2,3]".to_vec(), 400, "BadRequest", "request body is not an AdmissionReview"),
         (
             "wrong apiVersion",
             br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{"uid":"u","kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},"operation":"CREATE","userInfo":{},"name":"x"}}"#.to_vec(),
             400,
+            "BadRequest",
             "unsupported AdmissionReview version \"admission.k8s.io/v1beta1\"",
         ),
-        ("no request", br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#.to_vec(), 400, "AdmissionReview has no request"),
-        ("oversize", vec![b' '; 65 * 1024], 413, ""),
+        ("no request", br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#.to_vec(), 400, "BadRequest", "AdmissionReview has no request"),
+        (
+            "oversize",
+            vec![b' '; 65 * 1024],
+            413,
+            "RequestEntityTooLarge",
+            "request body of 66560 bytes is larger than the 65536 bytes ecr-guard accepts (--max-body-bytes)",
+        ),
     ];
-    for (what, body, status, message) in cases {
+    for (what, body, status, reason, message) in cases {
         let resp = post(body).await.unwrap();
-        assert_eq!(
-            resp.status,
-            status,
-            "{what}: {}",
-            String::from_utf8_lossy(&resp.body)
-        );
-        if status == 400 {
-            let r = &resp.json()["response"];
-            assert_eq!(r["allowed"], false, "{what}");
-            assert!(
-                r["status"]["message"]
-                    .as_str()
-                    .unwrap()
-                    .starts_with(message),
-                "{what}: {r}"
-            );
-        }
+        assert_error_review(&resp, status, reason, message, what);
     }
-    assert_eq!(
-        https::request(hook.addr, &hook.ca, "POST", "/mutate", b"{}".to_vec())
+    let resp = https::request(hook.addr, &hook.ca, "POST", "/mutate", b"{}".to_vec())
+        .await
+        .unwrap();
+    assert_error_review(
+        &resp,
+        404,
+        "NotFound",
+        "no such path \"/mutate\": ecr-guard answers POST /validate",
+        "wrong path",
+    );
+    for method in ["GET", "PUT", "DELETE", "PATCH", "OPTIONS"] {
+        let (mut sender, _) = https::connect(hook.addr, &hook.ca).await.unwrap();
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri("/validate")
+            .header("host", "localhost")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        assert_eq!(resp.headers()["allow"], "POST", "{method}");
+        let status = resp.status().as_u16();
+        let body = http_body_util::BodyExt::collect(resp.into_body())
             .await
             .unwrap()
-            .status,
-        404
-    );
-    assert_eq!(
-        https::request(hook.addr, &hook.ca, "GET", "/validate", vec![])
-            .await
-            .unwrap()
-            .status,
-        405
-    );
+            .to_bytes();
+        assert_error_review(
+            &https::Response { status, body },
+            405,
+            "MethodNotAllowed",
+            &format!("method {method} is not allowed on /validate: use POST"),
+            method,
+        );
+    }
+    // Each refusal is counted once, by status and reason.
+    for (series, count) in [
+        ("code=\"400\",reason=\"not_a_review\"", 5.0),
+        ("code=\"413\",reason=\"body_too_large\"", 1.0),
+        ("code=\"404\",reason=\"no_such_path\"", 1.0),
+        ("code=\"405\",reason=\"method_not_allowed\"", 5.0),
+    ] {
+        let series = format!("ecr_guard_webhook_refused_requests_total{{{series}}}");
+        assert_eq!(hook.metric(&series).await, count, "{series}");
+    }
     // Still serving afterwards.
     let r = response(
         &post_review(
@@ -443,6 +495,301 @@ async fn unreadable_bodies_get_clear_errors_and_wrong_routes_404_405() {
         .await,
     );
     assert_eq!(r["allowed"], true);
+}
+
+/// An UPDATE review of a Deployment whose annotation `big` holds `bytes` bytes in
+/// both the new and the old object; the new object runs `image`, the old `old_image`.
+fn large_update(bytes: usize, image: &str, old_image: &str) -> Value {
+    let mut review = workload_review("apps", "Deployment", "deployments", image);
+    let request = &mut review["request"];
+    request["operation"] = json!("UPDATE");
+    request["options"] = json!({"kind": "UpdateOptions", "apiVersion": "meta.k8s.io/v1"});
+    request["object"]["metadata"]["annotations"] = json!({"big": "x".repeat(bytes)});
+    let mut old = request["object"].clone();
+    old["spec"]["template"]["spec"]["containers"][0]["image"] = json!(old_image);
+    request["oldObject"] = old;
+    review
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_body_limit_admits_the_largest_update_an_api_server_sends() {
+    let (_moto, proxy) = aws().await;
+    let hook = webhook(&proxy, STRICT).await;
+    // etcd's limit is 1.5 MiB an object (a ~3.4 MB review, the issue's example); the
+    // API server takes write bodies of up to 3 MiB, so an UPDATE of such an object
+    // carries twice that: ~6 MiB.
+    for (what, bytes) in [
+        ("1.5 MiB object", 3 * 1024 * 1024 / 2),
+        ("3 MiB object", 3 * 1024 * 1024 - 4096),
+    ] {
+        let review = large_update(bytes, &bad(), &good());
+        let body = serde_json::to_vec(&review).unwrap();
+        assert!(body.len() > 2 * bytes, "{what}: {}", body.len());
+        let resp = https::request(
+            hook.addr,
+            &hook.ca,
+            "POST",
+            "/validate?timeout=10s",
+            body.clone(),
+        )
+        .await
+        .unwrap();
+        let r = response(&resp);
+        assert_eq!(
+            r["allowed"], false,
+            "{what}: judged, the image changed to AES256"
+        );
+        assert_eq!(r["uid"], review["request"]["uid"]);
+        // The same over HTTP/2.
+        let (mut h2, _) = https::connect_h2(hook.addr, &hook.ca).await.unwrap();
+        let resp = https::send_h2(
+            &mut h2,
+            "POST",
+            "/validate?timeout=10s",
+            http_body_util::Full::new(bytes::Bytes::from(body)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(response(&resp)["allowed"], false, "{what} over HTTP/2");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_still_sending_a_body_over_the_limit_reads_the_json_413() {
+    use http_body_util::Either;
+    let (_moto, proxy) = aws().await;
+    let mut settings = Settings::new(STRICT);
+    settings.max_body_bytes = 64 * 1024;
+    let hook = Webhook::start(proxy.endpoint(), settings).await;
+    let total = 8 * 1024 * 1024;
+    let limit_message = "request body is larger than the 65536 bytes ecr-guard accepts";
+    let declared_message =
+        format!("request body of {total} bytes is larger than the 65536 bytes ecr-guard accepts");
+    let mut refused = 0.0;
+    for declared in [true, false] {
+        let message = if declared {
+            declared_message.as_str()
+        } else {
+            limit_message
+        };
+        // HTTP/1.1, Content-Length or chunked: hyper's client keeps sending while it
+        // reads the answer, and must get all of it before the connection ends.
+        let req = hyper::Request::builder()
+            .method("POST")
+            .uri("/validate?timeout=10s")
+            .header("host", "localhost")
+            .header("content-type", "application/json")
+            .body(https::Streaming::new(total, declared))
+            .unwrap();
+        let (mut sender, conn) = {
+            // The helper's senders take whole bodies; this one streams.
+            let tcp = tokio::net::TcpStream::connect(hook.addr).await.unwrap();
+            let tls = https::connector(&hook.ca)
+                .connect(
+                    rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+                    tcp,
+                )
+                .await
+                .unwrap();
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .unwrap()
+        };
+        tokio::spawn(conn);
+        let resp = sender.send_request(req).await.unwrap();
+        let status = resp.status().as_u16();
+        assert_eq!(
+            resp.headers()["connection"],
+            "close",
+            "HTTP/1.1 says the connection ends"
+        );
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        let what = format!("HTTP/1.1, declared length {declared}");
+        assert_error_review(
+            &https::Response { status, body },
+            413,
+            "RequestEntityTooLarge",
+            message,
+            &what,
+        );
+        refused += 1.0;
+
+        // HTTP/2: the answer, then the stream reset with NO_ERROR.
+        let (mut h2, _) = https::connect_h2(hook.addr, &hook.ca).await.unwrap();
+        let resp = https::send_h2(
+            &mut h2,
+            "POST",
+            "/validate",
+            Either::Left(https::Streaming::new(total, declared)),
+        )
+        .await
+        .unwrap();
+        let what = format!("HTTP/2, declared length {declared}");
+        assert_error_review(&resp, 413, "RequestEntityTooLarge", message, &what);
+        refused += 1.0;
+        // The connection carries on.
+        let review = serde_json::to_vec(&workload_review("", "Pod", "pods", "nginx")).unwrap();
+        let resp = https::send_h2(
+            &mut h2,
+            "POST",
+            "/validate",
+            Either::Right(http_body_util::Full::new(bytes::Bytes::from(review))),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            response(&resp)["allowed"],
+            true,
+            "{what}: the connection still serves"
+        );
+    }
+    assert_eq!(
+        hook.metric(
+            "ecr_guard_webhook_refused_requests_total{code=\"413\",reason=\"body_too_large\"}"
+        )
+        .await,
+        refused
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_reads_late_still_gets_the_413_not_a_reset() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_moto, proxy) = aws().await;
+    let mut settings = Settings::new(STRICT);
+    settings.max_body_bytes = 64 * 1024;
+    let hook = Webhook::start(proxy.endpoint(), settings).await;
+    // A raw HTTP/1.1 client: one task keeps sending the body, the answer is read
+    // only after the server has had every chance to close the connection. A server
+    // that closes with the rest of the body unread makes the kernel reset the
+    // connection, and the reset throws the unread answer away.
+    let total = 4 * 1024 * 1024;
+    let tcp = tokio::net::TcpStream::connect(hook.addr).await.unwrap();
+    let tls = https::connector(&hook.ca)
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let (mut reader, mut writer) = tokio::io::split(tls);
+    let sender = tokio::spawn(async move {
+        let head = format!(
+            "POST /validate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {total}\r\n\r\n"
+        );
+        writer
+            .write_all(head.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let chunk = vec![b' '; 64 * 1024];
+        for _ in 0..total / chunk.len() {
+            writer.write_all(&chunk).await.map_err(|e| e.to_string())?;
+        }
+        writer.flush().await.map_err(|e| e.to_string())
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut answer = Vec::new();
+    reader.read_to_end(&mut answer).await.unwrap_or_else(|e| {
+        panic!(
+            "reading the answer failed ({e}) after {} bytes",
+            answer.len()
+        )
+    });
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 413 "), "{text}");
+    let (_, body) = text.split_once("\r\n\r\n").unwrap();
+    let body: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["response"]["status"]["code"], 413, "{body}");
+    // The body was drained, not refused with a reset: all of it went out.
+    sender.await.unwrap().expect("the whole body was sent");
+}
+
+/// POSTs `review` to `/validate?{query}` and returns the AdmissionResponse, giving
+/// up after a minute (far longer than any deadline these tests set, far shorter
+/// than their lookup timeouts).
+async fn review_with_query(hook: &Webhook, query: &str, review: &Value) -> Value {
+    let path = format!("/validate?{query}");
+    let body = serde_json::to_vec(review).unwrap();
+    let resp = tokio::time::timeout(
+        Duration::from_secs(60),
+        https::request(hook.addr, &hook.ca, "POST", &path, body),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("no answer to ?{query} within a minute"))
+    .unwrap();
+    response(&resp)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_servers_timeout_cuts_the_lookups_short_of_the_lookup_timeout() {
+    let (_moto, proxy) = aws().await;
+    let mut settings = Settings::new(STRICT).namespace("demo:tier=regulated");
+    // A flag (or chart) mismatch: ecr-guard would wait far longer than the API server.
+    settings.lookup_timeout = Duration::from_secs(600);
+    let hook = Webhook::start(proxy.endpoint(), settings).await;
+    proxy.set_fault_for(proxy::DESCRIBE_REPOSITORIES, proxy::Fault::Hang);
+    // The API server's `timeout=4s`: answered by 2.5 s, onLookupFailure (Deny) decides.
+    let r = review_with_query(
+        &hook,
+        "timeout=4s",
+        &workload_review("", "Pod", "pods", &good()),
+    )
+    .await;
+    assert_eq!(r["allowed"], false, "{r}");
+    let message = r["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("AWS did not answer before the lookup deadline"),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_within_the_margin_leaves_no_time_for_aws_and_a_malformed_one_is_ignored() {
+    let (_moto, proxy) = aws().await;
+    let mut settings = Settings::new(STRICT).namespace("demo:tier=regulated");
+    settings.lookup_timeout = Duration::from_secs(30);
+    // Nothing cached (nor served stale): each review shows its own deadline.
+    settings.registry.cache_ttl = Duration::ZERO;
+    settings.registry.negative_cache_ttl = Duration::ZERO;
+    settings.registry.stale_ttl = Duration::ZERO;
+    let hook = Webhook::start(proxy.endpoint(), settings).await;
+    // AWS answers, a little slowly.
+    proxy.set_fault_for(
+        proxy::DESCRIBE_REPOSITORIES,
+        proxy::Fault::Delay(Duration::from_millis(300)),
+    );
+    // 1 s is all the safety margin: nothing is left for a lookup that is not cached.
+    // (Another repository than below: a lookup that gave up at its deadline is
+    // still in flight for a moment, and a review joining it shares its outcome.)
+    let r = review_with_query(
+        &hook,
+        "timeout=1s",
+        &workload_review("", "Pod", "pods", &bad()),
+    )
+    .await;
+    assert_eq!(r["allowed"], false, "{r}");
+    assert!(
+        r["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("AWS did not answer before the lookup deadline"),
+        "{r}"
+    );
+    // Not a Go duration: the parameter is ignored and --lookup-timeout alone
+    // applies, so the facts are learnt and the compliant image admitted.
+    let review = workload_review("", "Pod", "pods", &good());
+    for query in ["timeout=ten", "timeout=10", "timeout=", "timeout=10%20s"] {
+        let r = review_with_query(&hook, query, &review).await;
+        assert_eq!(r["allowed"], true, "?{query}: {r}");
+    }
+    // Go's other spellings of a long enough timeout work the same.
+    for query in ["timeout=1m0s", "timeout=9.5s", "dryRun=All&timeout=30s"] {
+        let r = review_with_query(&hook, query, &review).await;
+        assert_eq!(r["allowed"], true, "?{query}: {r}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

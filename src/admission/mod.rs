@@ -6,7 +6,7 @@ mod request;
 mod review;
 pub mod workload;
 
-pub use judge::{FactSource, Judge, NoFacts};
+pub use judge::{FactSource, Judge, NoFacts, within_deadline};
 pub use object::{KeepRaw, ObjectSpec, OnePass, ReviewedObject};
 pub use request::{GroupKind, Request};
 pub use review::{

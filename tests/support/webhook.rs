@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ecr_guard::admission::{Admission, Judge, ViolationSink};
-use ecr_guard::metrics::AdmissionMetrics;
+use ecr_guard::metrics::{AdmissionMetrics, WebhookMetrics};
 use ecr_guard::policy::Options;
 use ecr_guard::registry::{RegistryConfig, RegistryMetrics};
-use ecr_guard::server::{self, Bound, Readiness, ServerConfig, TlsSource};
-use tokio::sync::oneshot;
+use ecr_guard::server::{self, Bound, Readiness, ServerConfig, Signal, TlsSource};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 pub struct Settings {
@@ -22,6 +22,8 @@ pub struct Settings {
     pub dry_run: bool,
     pub lookup_timeout: Duration,
     pub max_body_bytes: usize,
+    /// `--shutdown-delay`: how long [`Signal::Terminate`] keeps the webhook serving.
+    pub shutdown_delay: Duration,
     pub tls: Option<TlsSource>,
     pub sink: Option<Arc<dyn ViolationSink>>,
     /// Cache TTLs, capacity and the AWS concurrency cap; its `lookup_timeout` is
@@ -38,7 +40,8 @@ impl Settings {
             namespaces: Vec::new(),
             dry_run: false,
             lookup_timeout: Duration::from_secs(3),
-            max_body_bytes: 3 * 1024 * 1024,
+            max_body_bytes: ecr_guard::cli::DEFAULT_MAX_BODY_BYTES,
+            shutdown_delay: Duration::ZERO,
             tls: None,
             sink: None,
             registry: RegistryConfig::default(),
@@ -57,7 +60,7 @@ pub struct Webhook {
     pub admin: SocketAddr,
     /// PEM of the CA the serving certificate chains to.
     pub ca: String,
-    stop: Option<oneshot::Sender<()>>,
+    signals: mpsc::Sender<Signal>,
     task: Option<JoinHandle<()>>,
     _dir: tempfile::TempDir,
 }
@@ -79,6 +82,8 @@ impl Webhook {
         admission_metrics.register(&mut prometheus);
         let registry_metrics = RegistryMetrics::default();
         registry_metrics.register(&mut prometheus);
+        let webhook_metrics = WebhookMetrics::default();
+        webhook_metrics.register(&mut prometheus);
         let config = RegistryConfig {
             lookup_timeout: settings.lookup_timeout,
             ..settings.registry.clone()
@@ -95,9 +100,10 @@ impl Webhook {
             metrics_listen: "127.0.0.1:0".parse().unwrap(),
             tls,
             client_ca: settings.client_ca.clone(),
-            max_body_bytes: settings.max_body_bytes,
+            shutdown_delay: settings.shutdown_delay,
         };
         let bound = Bound::bind(&server_config).await.expect("bind");
+        bound.write_ca().expect("write the CA");
         let (addr, admin) = (bound.webhook_addr().unwrap(), bound.admin_addr().unwrap());
         let ca = std::fs::read_to_string(&ca_path).unwrap_or_default();
 
@@ -114,30 +120,51 @@ impl Webhook {
         if let Some(sink) = settings.sink {
             admission = admission.with_sink(sink);
         }
-        let webhook = server::webhook_router(Arc::new(admission), settings.max_body_bytes);
-        let admin_router = server::admin_router(readiness, Arc::new(prometheus));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(bound.run(webhook, admin_router, async {
-            let _ = stopped.await;
-        }));
+        let webhook = server::webhook_router(
+            Arc::new(admission),
+            settings.max_body_bytes,
+            webhook_metrics,
+        );
+        let admin_router = server::admin_router(readiness.clone(), Arc::new(prometheus));
+        let (signals, received) = mpsc::channel(4);
+        let task = tokio::spawn(bound.run(webhook, admin_router, readiness, received));
         Self {
             addr,
             admin,
             ca,
-            stop: Some(stop),
+            signals,
             task: Some(task),
             _dir: dir,
         }
     }
 
-    /// Stops serving and waits until in-flight reviews are done.
+    /// Delivers `signal` as if the process had received it.
+    pub async fn signal(&self, signal: Signal) {
+        self.signals.send(signal).await.expect("server running");
+    }
+
+    /// Stops serving at once (SIGINT) and waits until in-flight reviews are done.
     pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        let _ = self.signals.send(Signal::Interrupt).await;
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
+    }
+
+    /// Waits until the server has stopped (after a signal).
+    pub async fn stopped(mut self) {
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// The value of one exposed series on `/metrics`; 0 when not exposed yet.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let (_, text) = self.admin_get("/metrics").await;
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .map(|value| value.trim().parse().expect("a number"))
+            .unwrap_or(0.0)
     }
 
     /// GET on the admin port; (status, body).
@@ -162,8 +189,7 @@ impl Webhook {
 
 impl Drop for Webhook {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        // Stop at once, as the server does when its signal sender goes away.
+        let _ = self.signals.try_send(Signal::Interrupt);
     }
 }

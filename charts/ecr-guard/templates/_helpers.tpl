@@ -103,6 +103,10 @@ so a failing check stops rendering of the whole release.
 {{- if ge $lookupMs (sub $timeoutMs 1000) }}
 {{- fail (printf "config.lookupTimeout (%s) must be less than webhook.timeoutSeconds (%ds) minus 1s, so that ecr-guard answers (and applies onLookupFailure) before the API server gives up and applies failurePolicy" .Values.config.lookupTimeout (int .Values.webhook.timeoutSeconds)) }}
 {{- end }}
+{{- $minGrace := add (int .Values.shutdownDelaySeconds) (int .Values.webhook.timeoutSeconds) 5 }}
+{{- if lt (int .Values.terminationGracePeriodSeconds) (int $minGrace) }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must be at least shutdownDelaySeconds (%d) + webhook.timeoutSeconds (%d) + 5 = %d, so that the kubelet does not kill ecr-guard while the API server still waits for a review" (int .Values.terminationGracePeriodSeconds) (int .Values.shutdownDelaySeconds) (int .Values.webhook.timeoutSeconds) (int $minGrace)) }}
+{{- end }}
 {{- if and .Values.podDisruptionBudget.enabled (kindIs "invalid" .Values.podDisruptionBudget.minAvailable) (kindIs "invalid" .Values.podDisruptionBudget.maxUnavailable) }}
 {{- fail "podDisruptionBudget: set one of minAvailable and maxUnavailable" }}
 {{- end }}
