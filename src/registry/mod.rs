@@ -405,6 +405,7 @@ fn unnamed_key() -> KeyLookup {
     KeyLookup::Unknown {
         arn: UNNAMED_KEY_ARN.to_owned(),
         reason: UNNAMED_KEY_REASON.to_owned(),
+        cause: facts::Unlearnt::NotNamed,
     }
 }
 
