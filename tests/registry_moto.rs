@@ -908,15 +908,27 @@ async fn from_env_child() {
             assert_eq!(known_key(&facts).rotation, Rotation::Enabled);
         }
         "no-credentials" => {
-            let message = result.expect_err("no credentials anywhere").to_string();
+            let error = result.expect_err("no credentials anywhere");
+            let message = error.to_string();
             assert!(
-                message.starts_with("failed to resolve AWS credentials"),
+                message.starts_with("failed to find AWS credentials: looked in"),
                 "{message}"
             );
             assert!(
                 message.contains("IRSA") && message.contains("IMDS"),
                 "{message}"
             );
+            // What every lookup then reports: plainly none found, where they
+            // were looked for, in one line; a credentials failure (whose hint
+            // says what to set), not an AWS error to retry.
+            let failure = error.lookup_failure();
+            assert_eq!(failure.kind(), "credentials");
+            let line = failure.to_string();
+            assert!(
+                line.starts_with("no AWS credentials were found (looked in environment variables (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), the shared config and credentials files (AWS_PROFILE), a web identity token (IRSA"),
+                "{line}"
+            );
+            assert!(!line.contains('\n') && line.len() < 500, "{line}");
         }
         other => panic!("unknown mode {other}"),
     }

@@ -141,24 +141,11 @@ where
             }
         }
         other => match credentials_error(other) {
-            Some(CredentialsError::CredentialsNotLoaded(_)) => {
-                CallError::Credentials(NO_CREDENTIALS.to_owned())
-            }
-            Some(found) => CallError::Credentials(truncate(&format!(
-                "failed to load AWS credentials: {}",
-                error_chain(found)
-            ))),
+            Some(found) => CallError::Credentials(super::error::credentials_message(found)),
             None => CallError::Failed(truncate(&error_chain(other))),
         },
     }
 }
-
-/// What a call without credentials says, in one line. The credential chain's
-/// own error repeats every provider's failure in `Debug` form (~600
-/// characters); where the sources are looked for is the useful part.
-pub(crate) const NO_CREDENTIALS: &str = "no AWS credentials were found (looked for: the environment, \
-     AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; the shared config and credentials files, AWS_PROFILE; \
-     a web identity token, IRSA; EKS Pod Identity / container credentials; EC2 instance metadata, IMDS)";
 
 /// The `CredentialsError` in `error`'s chain, if the call failed for want of
 /// credentials (the SDK wraps it in its dispatch error).
