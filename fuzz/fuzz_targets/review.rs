@@ -16,7 +16,7 @@ use ecr_guard::metrics::AdmissionMetrics;
 use ecr_guard::policy::{EcrEncryptionPolicy, Options};
 use ecr_guard::registry::facts::{
     EncryptionType, KeyFacts, KeyLookup, KeyManager, KeyState, Lookup, LookupFailure,
-    RepositoryFacts, RepositoryLookup, Rotation,
+    RepositoryFacts, RepositoryLookup, Rotation, Unlearnt,
 };
 use futures::future::BoxFuture;
 use libfuzzer_sys::fuzz_target;
@@ -42,7 +42,7 @@ fn made_up(repo: &EcrRepository) -> Lookup {
             kms_key,
         }))
     };
-    match h.finish() % 7 {
+    match h.finish() % 10 {
         0 => found(EncryptionType::Aes256, None),
         1 => found(
             EncryptionType::Kms,
@@ -57,10 +57,23 @@ fn made_up(repo: &EcrRepository) -> Lookup {
             Some(KeyLookup::Unknown {
                 arn: "arn:aws:kms:us-east-1:1:key/x".into(),
                 reason: "denied".into(),
+                cause: Unlearnt::Denied,
             }),
         ),
         4 => Ok(RepositoryLookup::NotFound),
         5 => Err(LookupFailure::Throttled),
+        6 => found(
+            EncryptionType::Kms,
+            key(
+                KeyState::Enabled,
+                Rotation::Unknown("denied".into(), Unlearnt::Denied),
+            ),
+        ),
+        7 => found(
+            EncryptionType::Kms,
+            key(KeyState::Unreported, Rotation::Enabled),
+        ),
+        8 => Err(LookupFailure::Credentials("no AWS credentials were found".into())),
         _ => Err(LookupFailure::Timeout),
     }
 }
