@@ -73,7 +73,9 @@ fn made_up(repo: &EcrRepository) -> Lookup {
             EncryptionType::Kms,
             key(KeyState::Unreported, Rotation::Enabled),
         ),
-        8 => Err(LookupFailure::Credentials("no AWS credentials were found".into())),
+        8 => Err(LookupFailure::Credentials(
+            "no AWS credentials were found".into(),
+        )),
         _ => Err(LookupFailure::Timeout),
     }
 }
@@ -168,7 +170,9 @@ fn harness() -> &'static Harness {
 
 fuzz_target!(|data: &[u8]| {
     let h = harness();
-    let request_uid = ecr_guard::admission::decode(data).ok().map(|r| r.uid.into_owned());
+    let request_uid = ecr_guard::admission::decode(data)
+        .ok()
+        .map(|r| r.uid.into_owned());
     let Ok(outcome) = h.runtime.block_on(h.admission.review_bytes(data)) else {
         assert!(request_uid.is_none(), "decoded, yet refused");
         return;
