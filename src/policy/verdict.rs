@@ -183,7 +183,8 @@ pub enum Hint {
     KeyNotNamed {
         repo: EcrRepository,
     },
-    /// KMS refused for another reason: the `aws kms` command that shows it.
+    /// KMS refused for another reason, or left the value out: the `aws kms`
+    /// command that shows what it answers.
     AskKms {
         command: &'static str,
         arn: String,
@@ -324,7 +325,7 @@ impl fmt::Display for Hint {
             ),
             Hint::AskKms { command, arn, region } => write!(
                 f,
-                "KMS refused to answer (see the reason above): `aws kms {command} --key-id {arn} --region {}` shows why",
+                "KMS did not tell (see the reason above): `aws kms {command} --key-id {arn} --region {}` shows what it answers",
                 region_of(region)
             ),
             Hint::UpgradeEcrGuard => f.write_str(
