@@ -8,7 +8,7 @@ use anyhow::Context;
 use tokio::sync::OnceCell;
 use tracing::{error, info};
 
-use crate::admission::{Admission, FactSource, Judge, NoFacts, ViolationSink};
+use crate::admission::{Admission, FactSource, Judge, ViolationSink};
 use crate::check;
 use crate::cli::{AwsArgs, CheckArgs, LogArgs, LogFormat, PolicySourceArgs, ServeArgs};
 use crate::cluster;
@@ -24,7 +24,8 @@ const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 const AWS_RETRY: Duration = Duration::from_secs(5);
 
 pub fn init_tracing(log: &LogArgs) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&log.log_level).unwrap_or_else(|e| {
+    let directives = crate::registry::quiet_sdk_logs(&log.log_level);
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives).unwrap_or_else(|e| {
         eprintln!(
             "ecr-guard: invalid --log-level {:?} ({e}); using info",
             log.log_level
@@ -300,10 +301,13 @@ impl FactSource for LazyRegistry {
             match self.get().await {
                 Ok(registry) => registry.lookup_all(repositories, deadline).await,
                 Err(e) => {
-                    let reason = format!("AWS is not configured: {e}");
-                    NoFacts::failing(&reason)
-                        .lookup_all(repositories, deadline)
-                        .await
+                    // Every lookup fails as the setup did (no credentials:
+                    // the hint says what to set, not "retry").
+                    let failure = e.lookup_failure();
+                    repositories
+                        .into_iter()
+                        .map(|repo| (repo, Err(failure.clone())))
+                        .collect()
                 }
             }
         })

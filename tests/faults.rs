@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use ecr_guard::registry::RegistryConfig;
 use serde_json::{Value, json};
 use support::https::post_review;
-use support::moto::{Encryption, Moto};
-use support::proxy::{DESCRIBE_KEY, DESCRIBE_REPOSITORIES, Fault, Proxy};
+use support::moto::{ACCOUNT, Encryption, Moto, repository};
+use support::proxy::{DESCRIBE_KEY, DESCRIBE_REPOSITORIES, Fault, GET_KEY_ROTATION_STATUS, Proxy};
 use support::webhook::{Settings, Webhook};
 
 const HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
@@ -290,6 +290,117 @@ async fn every_fault_admits_with_a_warning_under_allow_within_the_deadline() {
     }
 }
 
+/// The value of one series of the webhook's `/metrics`, 0 when absent.
+async fn metric(hook: &Webhook, series: &str) -> f64 {
+    let (status, text) = hook.admin_get("/metrics").await;
+    assert_eq!(status, 200);
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The reported case, against moto: a key policy that lets ecr-guard's role
+/// DescribeKey but not GetKeyRotationStatus, on a key that rotates. KMS answers
+/// AccessDenied (the proxy answers in moto's place as KMS does: HTTP 400,
+/// `AccessDeniedException`, JSON body). The denial says rotation is unknown,
+/// with its own reason and metric label and the hint to grant the permission;
+/// never "rotation disabled" and `aws kms enable-key-rotation`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_status_refused_by_the_key_policy_is_unknown_not_disabled() {
+    let (moto, proxy) = aws().await;
+    let key = moto
+        .reported_kms_key(&repository(ACCOUNT, "us-east-1", "team/secure"))
+        .await
+        .expect("team/secure names its key");
+    proxy.set_fault_for(
+        GET_KEY_ROTATION_STATUS,
+        Fault::kms_access_denied("kms:GetKeyRotationStatus", &key),
+    );
+    let hook = Webhook::start(proxy.endpoint(), settings()).await;
+
+    let r = review_in_time(
+        &hook,
+        "rotation-unknown",
+        "deny",
+        &format!("{HOST}/team/secure:1"),
+    )
+    .await;
+
+    assert_eq!(r["allowed"], false, "{r}");
+    let message = message(&r);
+    assert!(
+        message.contains(&format!(
+            "the rotation status of KMS key {key} is unknown (GetKeyRotationStatus was denied: User: "
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!(
+            "hint: allow ecr-guard's IAM role kms:GetKeyRotationStatus in the key policy of {key}"
+        )),
+        "{message}"
+    );
+    for wrong in ["rotation disabled", "enable-key-rotation", "hint: retry"] {
+        assert!(!message.contains(wrong), "{wrong:?} in {message}");
+    }
+    assert_eq!(proxy.count(GET_KEY_ROTATION_STATUS), 1);
+    let series = |reason: &str| {
+        format!(
+            "ecr_guard_policy_violations_total{{policy=\"fail-closed\",mode=\"Enforce\",reason=\"{reason}\"}}"
+        )
+    };
+    assert_eq!(metric(&hook, &series("rotation_unknown")).await, 1.0);
+    assert_eq!(metric(&hook, &series("rotation_disabled")).await, 0.0);
+}
+
+/// DescribeKey refused by the key policy: the key is unknown (its own reason),
+/// and the hint grants DescribeKey; DescribeRepositories refused: the lookup
+/// failed, and the hint grants DescribeRepositories, not "retry".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_calls_are_unknown_with_the_permission_to_grant() {
+    let (moto, proxy) = aws().await;
+    let key = moto
+        .reported_kms_key(&repository(ACCOUNT, "us-east-1", "team/secure"))
+        .await
+        .expect("team/secure names its key");
+    let image = format!("{HOST}/team/secure:1");
+
+    proxy.set_fault_for(
+        DESCRIBE_KEY,
+        Fault::kms_access_denied("kms:DescribeKey", &key),
+    );
+    let hook = Webhook::start(proxy.endpoint(), settings()).await;
+    let r = review_in_time(&hook, "describe-key-denied", "deny", &image).await;
+    let text = message(&r);
+    assert_eq!(r["allowed"], false, "{r}");
+    assert!(
+        text.contains("which ecr-guard cannot describe (DescribeKey was denied"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("hint: allow ecr-guard's IAM role kms:DescribeKey and kms:GetKeyRotationStatus in the key policy of {key}")),
+        "{text}"
+    );
+    assert!(!text.contains("enable-key-rotation"), "{text}");
+    let series = "ecr_guard_policy_violations_total{policy=\"fail-closed\",mode=\"Enforce\",reason=\"key_unknown\"}";
+    assert_eq!(metric(&hook, series).await, 1.0);
+
+    proxy.clear_faults();
+    proxy.set_fault_for(DESCRIBE_REPOSITORIES, Fault::access_denied());
+    let hook = Webhook::start(proxy.endpoint(), settings()).await;
+    let r = review_in_time(&hook, "describe-repositories-denied", "deny", &image).await;
+    let message = message(&r);
+    assert_eq!(r["allowed"], false, "{r}");
+    assert!(
+        message.contains(
+            "hint: allow ecr-guard's IAM role ecr:DescribeRepositories on repository team/secure \
+             in account 123456789012, region us-east-1"
+        ),
+        "{message}"
+    );
+    assert!(!message.contains("hint: retry"), "{message}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latency_inside_the_deadline_changes_nothing() {
     let (_moto, proxy) = aws().await;
@@ -518,4 +629,67 @@ async fn a_flood_of_distinct_repositories_stays_within_the_cache_capacity() {
         "only {again} of {REPOS} repositories were looked up again: the cache holds more than {CAPACITY}"
     );
     eprintln!("flood: {REPOS} repositories, capacity {CAPACITY}: {again} looked up again");
+}
+
+/// `ecr-guard check` with no AWS credentials anywhere, run as a user would
+/// (a clean environment, no ~/.aws) on a machine whose instance metadata
+/// endpoint refuses (here a local stand-in answering 403, as a blocked IMDS
+/// does). It says plainly, in one line, that no credentials were found and
+/// where they were looked for, and the hint says what to set, not "retry";
+/// stderr carries none of the credential chain's `Debug` dumps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_without_credentials_says_what_to_set_in_one_line() {
+    let imds = Proxy::start("http://127.0.0.1:9").await;
+    imds.set_fault(Fault::Answer {
+        status: 403,
+        body: "IMDS is not for you".to_owned(),
+    });
+    let policy = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/manifests/examples/regulated-require-cmk.yaml"
+    );
+    let endpoint = imds.endpoint().to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ecr-guard"))
+            .args(["check", "--policy-file", policy])
+            .args(["--namespace-labels", "payments:compliance=regulated"])
+            .args(["-n", "payments", "--image"])
+            .arg(format!("{HOST}/payments/api:1.4"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", "/nonexistent/ecr-guard-home")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", endpoint)
+            .output()
+            .expect("run ecr-guard check")
+    })
+    .await
+    .expect("runner");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!("stdout:\n{stdout}\nstderr:\n{stderr}");
+
+    assert_eq!(output.status.code(), Some(1), "denied, not a crash");
+    assert!(
+        stdout.contains(
+            "could not be verified (no AWS credentials were found (looked in environment variables \
+             (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), the shared config and credentials files (AWS_PROFILE), \
+             a web identity token (IRSA: AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN), the container credentials \
+             endpoint (EKS Pod Identity / ECS: AWS_CONTAINER_CREDENTIALS_FULL_URI), and EC2 instance metadata (IMDS)"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "hint: give ecr-guard AWS credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        ),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("hint: retry"), "{stdout}");
+    assert!(imds.faulted().values().sum::<usize>() > 0, "IMDS was asked");
+    for dump in ["FailedToLoadToken(", "SdkBody", "ServiceError {"] {
+        assert!(!stderr.contains(dump), "{dump} on stderr:\n{stderr}");
+        assert!(!stdout.contains(dump), "{dump} on stdout:\n{stdout}");
+    }
+    assert!(stderr.lines().all(|line| line.len() < 300), "{stderr}");
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ecr_guard::registry::facts::{
     EncryptionType, KeyFacts, KeyLookup, KeyManager, KeyState, Lookup, LookupFailure,
-    RepositoryFacts, RepositoryLookup, Rotation,
+    RepositoryFacts, RepositoryLookup, Rotation, Unlearnt,
 };
 use ecr_guard::registry::{Registry, RegistryConfig, RegistryMetrics};
 use tokio::time::Instant;
@@ -232,7 +232,8 @@ async fn kms_repository_with_the_default_key_reports_an_unknown_key_under_moto()
 
     assert_eq!(facts.encryption_type, EncryptionType::Kms);
     match facts.kms_key {
-        Some(KeyLookup::Unknown { arn, reason }) => {
+        Some(KeyLookup::Unknown { arn, reason, cause }) => {
+            assert_eq!(cause, Unlearnt::NotFound);
             assert_eq!(arn, reported);
             assert!(reason.contains("no such key"), "{reason}");
         }
@@ -321,7 +322,8 @@ async fn kms_dsse_repository_without_a_named_key_reports_the_aws_managed_default
 
     assert_eq!(facts.encryption_type, EncryptionType::KmsDsse);
     match facts.kms_key {
-        Some(KeyLookup::Unknown { arn, reason }) => {
+        Some(KeyLookup::Unknown { arn, reason, cause }) => {
+            assert_eq!(cause, Unlearnt::NotNamed);
             assert!(arn.contains("aws/ecr"), "{arn}");
             assert!(reason.contains("without naming the key"), "{reason}");
         }
@@ -363,7 +365,8 @@ async fn key_whose_key_policy_denies_describe_key_is_an_unknown_key() {
     let facts = found(s.registry.lookup(&repo, deadline()).await);
 
     match facts.kms_key {
-        Some(KeyLookup::Unknown { arn, reason }) => {
+        Some(KeyLookup::Unknown { arn, reason, cause }) => {
+            assert_eq!(cause, Unlearnt::Denied);
             assert_eq!(arn, key.arn);
             assert!(reason.contains("denied"), "{reason}");
         }
@@ -390,7 +393,11 @@ async fn rotation_status_that_cannot_be_read_is_unknown_rotation() {
 
     let key_facts = known_key(&facts);
     assert_eq!(key_facts.state, KeyState::Enabled);
-    assert!(matches!(&key_facts.rotation, Rotation::Unknown(reason) if reason.contains("denied")));
+    assert!(
+        matches!(&key_facts.rotation, Rotation::Unknown(reason, Unlearnt::Denied) if reason.contains("denied")),
+        "{:?}",
+        key_facts.rotation
+    );
 }
 
 // --- where the repository and key live --------------------------------------
@@ -901,15 +908,27 @@ async fn from_env_child() {
             assert_eq!(known_key(&facts).rotation, Rotation::Enabled);
         }
         "no-credentials" => {
-            let message = result.expect_err("no credentials anywhere").to_string();
+            let error = result.expect_err("no credentials anywhere");
+            let message = error.to_string();
             assert!(
-                message.starts_with("failed to resolve AWS credentials"),
+                message.starts_with("failed to find AWS credentials: looked in"),
                 "{message}"
             );
             assert!(
                 message.contains("IRSA") && message.contains("IMDS"),
                 "{message}"
             );
+            // What every lookup then reports: plainly none found, where they
+            // were looked for, in one line; a credentials failure (whose hint
+            // says what to set), not an AWS error to retry.
+            let failure = error.lookup_failure();
+            assert_eq!(failure.kind(), "credentials");
+            let line = failure.to_string();
+            assert!(
+                line.starts_with("no AWS credentials were found (looked in environment variables (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), the shared config and credentials files (AWS_PROFILE), a web identity token (IRSA"),
+                "{line}"
+            );
+            assert!(!line.contains('\n') && line.len() < 500, "{line}");
         }
         other => panic!("unknown mode {other}"),
     }

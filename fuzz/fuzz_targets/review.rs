@@ -16,7 +16,7 @@ use ecr_guard::metrics::AdmissionMetrics;
 use ecr_guard::policy::{EcrEncryptionPolicy, Options};
 use ecr_guard::registry::facts::{
     EncryptionType, KeyFacts, KeyLookup, KeyManager, KeyState, Lookup, LookupFailure,
-    RepositoryFacts, RepositoryLookup, Rotation,
+    RepositoryFacts, RepositoryLookup, Rotation, Unlearnt,
 };
 use futures::future::BoxFuture;
 use libfuzzer_sys::fuzz_target;
@@ -42,7 +42,7 @@ fn made_up(repo: &EcrRepository) -> Lookup {
             kms_key,
         }))
     };
-    match h.finish() % 7 {
+    match h.finish() % 10 {
         0 => found(EncryptionType::Aes256, None),
         1 => found(
             EncryptionType::Kms,
@@ -57,10 +57,25 @@ fn made_up(repo: &EcrRepository) -> Lookup {
             Some(KeyLookup::Unknown {
                 arn: "arn:aws:kms:us-east-1:1:key/x".into(),
                 reason: "denied".into(),
+                cause: Unlearnt::Denied,
             }),
         ),
         4 => Ok(RepositoryLookup::NotFound),
         5 => Err(LookupFailure::Throttled),
+        6 => found(
+            EncryptionType::Kms,
+            key(
+                KeyState::Enabled,
+                Rotation::Unknown("denied".into(), Unlearnt::Denied),
+            ),
+        ),
+        7 => found(
+            EncryptionType::Kms,
+            key(KeyState::Unreported, Rotation::Enabled),
+        ),
+        8 => Err(LookupFailure::Credentials(
+            "no AWS credentials were found".into(),
+        )),
         _ => Err(LookupFailure::Timeout),
     }
 }
@@ -155,7 +170,9 @@ fn harness() -> &'static Harness {
 
 fuzz_target!(|data: &[u8]| {
     let h = harness();
-    let request_uid = ecr_guard::admission::decode(data).ok().map(|r| r.uid.into_owned());
+    let request_uid = ecr_guard::admission::decode(data)
+        .ok()
+        .map(|r| r.uid.into_owned());
     let Ok(outcome) = h.runtime.block_on(h.admission.review_bytes(data)) else {
         assert!(request_uid.is_none(), "decoded, yet refused");
         return;

@@ -167,7 +167,7 @@ impl SpecView {
             _ => self.template.and_then(|template| template.spec),
         };
         pod_spec
-            .map(from_view)
+            .map(|view| from_view(view, kind))
             .ok_or_else(|| missing_pod_spec(kind))
     }
 }
@@ -249,7 +249,7 @@ fn read<'de, D: Deserializer<'de>>(
             reason: e.to_string(),
         })?
         .ok_or_else(missing)?;
-    Ok(from_view(view))
+    Ok(from_view(view, kind))
 }
 
 fn missing_pod_spec(kind: WorkloadKind) -> WorkloadError {
@@ -259,7 +259,29 @@ fn missing_pod_spec(kind: WorkloadKind) -> WorkloadError {
     }
 }
 
-fn from_view(view: PodSpecView) -> Vec<Subject> {
+/// Whether `reference` is a placeholder that Kubernetes accepts in a pod
+/// *template* but never in a Pod: blank (empty or only whitespace). The API
+/// server's validation (`validateContainersOnlyForPod`) refuses leading or
+/// trailing whitespace in a Pod's images only; in a template `image: " "` is a
+/// token that image-change triggers (OpenShift's, among others) replace before
+/// any Pod exists, and an image volume's `reference` is optional there "to
+/// allow higher level config management to default or override" it. An empty
+/// container image in a template is refused by the API server itself
+/// (`image: Required value`) before any webhook is called, so reading it as a
+/// placeholder too admits nothing Kubernetes would not.
+fn is_placeholder(reference: &str) -> bool {
+    reference.trim().is_empty()
+}
+
+/// The subjects of one pod spec of `kind`, in spec order: init containers,
+/// containers, ephemeral containers, then image volumes. In a template (every
+/// kind but Pod) a blank image is a placeholder with nothing to judge, and is
+/// left out; in a Pod it is kept and judged as an invalid image (fail closed).
+fn from_view(view: PodSpecView, kind: WorkloadKind) -> Vec<Subject> {
+    let is_template = kind != WorkloadKind::Pod;
+    let judged = |reference: &Option<String>| {
+        !(is_template && is_placeholder(reference.as_deref().unwrap_or_default()))
+    };
     let containers = [
         (Slot::InitContainer, view.init_containers),
         (Slot::Container, view.containers),
@@ -269,16 +291,19 @@ fn from_view(view: PodSpecView) -> Vec<Subject> {
         .into_iter()
         .flat_map(|(slot, list)| {
             list.into_iter()
+                .filter(|c| judged(&c.image))
                 .map(move |c| Subject::new(slot, c.name, c.image.unwrap_or_default()))
         })
         .collect();
     out.extend(view.volumes.into_iter().filter_map(|v| {
         let image = v.image?;
-        Some(Subject::new(
-            Slot::ImageVolume,
-            v.name,
-            image.reference.unwrap_or_default(),
-        ))
+        judged(&image.reference).then(|| {
+            Subject::new(
+                Slot::ImageVolume,
+                v.name,
+                image.reference.unwrap_or_default(),
+            )
+        })
     }));
     out
 }
@@ -431,6 +456,103 @@ mod tests {
         let got = subjects(WorkloadKind::Pod, &pod).unwrap();
         assert_eq!(names(&got), vec![(Slot::Container, "a", "")]);
         assert!(got[0].image.is_err());
+    }
+
+    /// `pod_spec` where `kind` keeps its pod spec.
+    fn object_of(kind: WorkloadKind, pod_spec: Value) -> Value {
+        match kind {
+            WorkloadKind::Pod => json!({ "spec": pod_spec }),
+            WorkloadKind::CronJob => {
+                json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": pod_spec}}}}})
+            }
+            _ => json!({"spec": {"template": {"spec": pod_spec}}}),
+        }
+    }
+
+    /// Every slot holding a placeholder (blank, whitespace or absent), beside
+    /// one real image.
+    fn spec_with_placeholders() -> Value {
+        json!({
+            "initContainers": [{"name": "i-space", "image": " "}, {"name": "i-empty", "image": ""}],
+            "containers": [
+                {"name": "c-space", "image": " "},
+                {"name": "c-tab", "image": "\t\n "},
+                {"name": "c-absent"},
+                {"name": "real", "image": "nginx:1"}
+            ],
+            "ephemeralContainers": [{"name": "e-space", "image": "  "}],
+            "volumes": [
+                {"name": "v-empty", "image": {"reference": ""}},
+                {"name": "v-space", "image": {"reference": " "}},
+                {"name": "v-absent", "image": {}}
+            ]
+        })
+    }
+
+    /// The three ways a spec is read (a `Value` for `check -f`, raw JSON and
+    /// the one-pass view for admission), which must agree.
+    fn read_three_ways(kind: WorkloadKind, object: &Value) -> Vec<Vec<(Slot, String, String)>> {
+        let owned = |subjects: Vec<Subject>| -> Vec<(Slot, String, String)> {
+            subjects
+                .into_iter()
+                .map(|s| (s.slot, s.name, s.reference))
+                .collect()
+        };
+        let spec = object.get("spec").unwrap();
+        let raw = RawValue::from_string(spec.to_string()).unwrap();
+        vec![
+            owned(subjects(kind, object).unwrap()),
+            owned(subjects_in_spec(kind, Some(&raw)).unwrap()),
+            owned(SpecView::deserialize(spec).unwrap().subjects(kind).unwrap()),
+        ]
+    }
+
+    #[rstest]
+    #[case(WorkloadKind::Deployment)]
+    #[case(WorkloadKind::StatefulSet)]
+    #[case(WorkloadKind::DaemonSet)]
+    #[case(WorkloadKind::ReplicaSet)]
+    #[case(WorkloadKind::Job)]
+    #[case(WorkloadKind::CronJob)]
+    #[case(WorkloadKind::ReplicationController)]
+    fn a_placeholder_image_in_a_pod_template_is_nothing_to_judge(#[case] kind: WorkloadKind) {
+        let object = object_of(kind, spec_with_placeholders());
+        for read in read_three_ways(kind, &object) {
+            assert_eq!(
+                read,
+                vec![(Slot::Container, "real".to_owned(), "nginx:1".to_owned())],
+                "{kind:?}"
+            );
+        }
+        // A template of placeholders only has nothing to judge, and is no error.
+        let only = object_of(kind, json!({"containers": [{"name": "c", "image": " "}]}));
+        for read in read_three_ways(kind, &only) {
+            assert!(read.is_empty(), "{kind:?}: {read:?}");
+        }
+    }
+
+    #[test]
+    fn a_placeholder_image_in_a_pod_is_judged_as_an_invalid_image() {
+        let object = object_of(WorkloadKind::Pod, spec_with_placeholders());
+        for read in read_three_ways(WorkloadKind::Pod, &object) {
+            let names: Vec<&str> = read.iter().map(|(_, name, _)| name.as_str()).collect();
+            assert_eq!(
+                names,
+                [
+                    "i-space", "i-empty", "c-space", "c-tab", "c-absent", "real", "e-space",
+                    "v-empty", "v-space", "v-absent"
+                ]
+            );
+        }
+        let got = subjects(WorkloadKind::Pod, &object).unwrap();
+        for subject in got.iter().filter(|s| s.name != "real") {
+            assert_eq!(
+                *subject.image,
+                Err(crate::image::ImageError::Empty),
+                "{}",
+                subject.name
+            );
+        }
     }
 
     #[test]

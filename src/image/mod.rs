@@ -108,9 +108,6 @@ pub enum ImageError {
     Invalid { reference: String, reason: String },
 }
 
-/// The Docker grammar's limit on a name (host and path, as written).
-const NAME_TOTAL_LENGTH_MAX: usize = 255;
-
 /// How many characters of a rejected reference an [`ImageError`] keeps.
 pub const MAX_REFERENCE_IN_ERROR: usize = 256;
 
@@ -121,7 +118,7 @@ pub fn parse(reference: &str) -> Result<ImageRef, ImageError> {
         reference: shorten(reference),
         reason,
     };
-    let parsed = reference::parse(&canonical).map_err(|e| invalid(describe(e)))?;
+    let parsed = reference::parse(&canonical).map_err(|e| invalid(describe(e, &canonical)))?;
     // The runtime checks digests strictly (lower-case hex); the grammar does not.
     if let Some(digest) = parsed.digest
         && digest.bytes().any(|b| b.is_ascii_uppercase())
@@ -130,6 +127,12 @@ pub fn parse(reference: &str) -> Result<ImageRef, ImageError> {
     }
 
     let location = match ecr_host(parsed.registry) {
+        Some(_) if !is_ecr_repository_name(&parsed.repository) => {
+            return Err(invalid(format!(
+                "{:?} is not a name an ECR repository can have: {ECR_NAME_RULES}",
+                parsed.repository
+            )));
+        }
         Some((account, region, host_kind)) => Location::Ecr {
             repository: EcrRepository {
                 account: account.to_owned(),
@@ -183,7 +186,7 @@ fn canonical(reference: &str) -> Result<Cow<'_, str>, ImageError> {
         reason,
     };
     let (host, rest) = split_host(reference);
-    check_written_form(reference, host, rest).map_err(invalid)?;
+    check_written_form(reference, rest).map_err(invalid)?;
     Ok(match host {
         Some(host) => match canonical_host(host).map_err(invalid)? {
             Cow::Borrowed(_) => Cow::Borrowed(reference),
@@ -194,8 +197,8 @@ fn canonical(reference: &str) -> Result<Cow<'_, str>, ImageError> {
 }
 
 /// What a runtime rejects but the grammar lets through, judged on the reference
-/// as written (`host` and `rest` from [`split_host`]).
-fn check_written_form(reference: &str, host: Option<&str>, rest: &str) -> Result<(), String> {
+/// as written (`rest` is the part after the host, from [`split_host`]).
+fn check_written_form(reference: &str, rest: &str) -> Result<(), String> {
     // The grammar is ASCII only (oci-spec's `\w` took any Unicode letter in a tag).
     if !reference.is_ascii() {
         return Err("only ASCII characters are allowed".to_owned());
@@ -205,10 +208,6 @@ fn check_written_form(reference: &str, host: Option<&str>, rest: &str) -> Result
     let path = rest.split([':', '@']).next().unwrap_or_default();
     if path.bytes().any(|b| b.is_ascii_uppercase()) {
         return Err(GrammarError::NameContainsUppercase.to_string());
-    }
-    // The grammar (as oci-spec) counts only the path; Docker counts host and path.
-    if host.map_or(0, |h| h.len() + 1) + path.len() > NAME_TOTAL_LENGTH_MAX {
-        return Err(GrammarError::NameTooLong.to_string());
     }
     // A bare image id names a local image, not a repository.
     let is_hex = |b: u8| matches!(b, b'0'..=b'9' | b'a'..=b'f');
@@ -317,15 +316,69 @@ fn is_region(label: &str) -> bool {
         && all(number, u8::is_ascii_digit)
 }
 
-/// The grammar's message (oci-spec's wording), with the expected shape added
-/// where it only says "invalid".
-fn describe(error: GrammarError) -> String {
+/// ECR's own rules for a repository name, in words.
+const ECR_NAME_RULES: &str = "ECR repository names have at least 2 characters, \
+     and each `/`-separated component is lower-case letters and digits joined by \
+     single `.`, `_` or `-`";
+
+/// Whether ECR could hold a repository of this name: the ECR API's
+/// `repositoryName` is 2 to 256 characters matching
+/// `(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*` (ECR API
+/// Reference, `Repository`). That is stricter than the reference grammar in its
+/// separators (no `__`, no `--`) and its minimum; its maximum of 256 is never
+/// reached, because the grammar stops at 255. An image naming any other
+/// repository cannot be pulled from ECR, and asking ECR about it would only
+/// get `InvalidParameterException`.
+fn is_ecr_repository_name(name: &str) -> bool {
+    let is_run = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let component_ok = |component: &str| {
+        let bytes = component.as_bytes();
+        // Runs of [a-z0-9] joined by exactly one separator.
+        !bytes.is_empty()
+            && bytes.first().is_some_and(is_run)
+            && bytes.last().is_some_and(is_run)
+            && bytes
+                .windows(2)
+                .all(|pair| is_run(&pair[0]) || is_run(&pair[1]))
+            && bytes
+                .iter()
+                .all(|b| is_run(b) || matches!(b, b'.' | b'_' | b'-'))
+    };
+    name.len() >= 2 && name.split('/').all(component_ok)
+}
+
+/// The grammar's message (oci-spec's wording), with the limit it applied or
+/// the expected shape added, so that the user can see what to change.
+fn describe(error: GrammarError, reference: &str) -> String {
     match error {
-        GrammarError::InvalidFormat => {
-            format!("{error} (expected [host[:port]/]path[:tag][@digest])")
+        GrammarError::NameTooLong { length } => format!(
+            "{error}: the limit is on the repository path after the registry host \
+             (the host does not count; Docker Hub names count `library/`), and this one has {length}"
+        ),
+        GrammarError::InvalidFormat => match overlong_tag(reference) {
+            Some(length) => format!(
+                "{error}: a tag must not be more than {} characters, and this one has {length}",
+                reference::TAG_LENGTH_MAX
+            ),
+            None => format!("{error} (expected [host[:port]/]path[:tag][@digest])"),
+        },
+        GrammarError::DigestInvalidLength => {
+            format!("{error}: sha256 takes 64 hex digits, sha384 96, sha512 128")
         }
-        _ => error.to_string(),
+        GrammarError::DigestUnsupported => {
+            format!("{error}: the algorithm must be sha256, sha384 or sha512")
+        }
+        GrammarError::NameEmpty | GrammarError::NameContainsUppercase => error.to_string(),
     }
+}
+
+/// The length of the reference's tag, when the tag is of the right characters
+/// but longer than the grammar allows.
+fn overlong_tag(reference: &str) -> Option<usize> {
+    let before_digest = reference.split('@').next().unwrap_or_default();
+    let (_, tag) = before_digest.rsplit_once(':')?;
+    let tag_chars = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-');
+    (tag.len() > reference::TAG_LENGTH_MAX && tag.bytes().all(tag_chars)).then_some(tag.len())
 }
 
 fn shorten(reference: &str) -> String {
@@ -689,7 +742,6 @@ mod tests {
     #[case::huge_port("localhost:99999999999999999999/app", "out of range")]
     #[case::port_zero("localhost:0/app", "port 0 is out of range")]
     #[case::repository_too_long(&"a".repeat(256), "not be more than 255")]
-    #[case::host_and_path_too_long(&format!("{}.example.com/app", "a".repeat(240)), "not be more than 255")]
     #[case::bare_image_id(&"f".repeat(64), "image id")]
     fn rejects_what_the_grammar_rejects(#[case] reference: &str, #[case] reason_part: &str) {
         match parse(reference) {
@@ -705,6 +757,119 @@ mod tests {
             }
             other => panic!("{reference:?} should be invalid, got {other:?}"),
         }
+    }
+
+    fn reason(reference: &str) -> String {
+        match parse(reference) {
+            Err(ImageError::Invalid { reason, .. }) => reason,
+            other => panic!("{reference:?} should be invalid, got {other:?}"),
+        }
+    }
+
+    const ECR_HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+
+    /// A repository path of exactly `length` characters.
+    fn path_of(length: usize) -> String {
+        format!("team/{}", "a".repeat(length - 5))
+    }
+
+    #[test]
+    fn the_255_character_limit_is_on_the_path_after_the_host() {
+        // The reported case: a 230-character ECR repository (ECR allows 256).
+        let name = path_of(230);
+        let image = parsed(&format!("{ECR_HOST}/{name}:1.0"));
+        assert_eq!(
+            image.ecr_repository().map(|r| r.name.as_str()),
+            Some(name.as_str())
+        );
+        // 255 is the most, whatever the host's length.
+        let name = path_of(255);
+        let image = parsed(&format!("{ECR_HOST}/{name}"));
+        assert_eq!(image.ecr_repository().map(|r| r.name.len()), Some(255));
+        let long_host = format!("{}.example.com", "h".repeat(240));
+        assert_eq!(
+            parsed(&format!("{long_host}/{name}")).name.len(),
+            240 + 12 + 1 + 255
+        );
+        // 256 is refused, and the message says what the limit counts.
+        assert_eq!(
+            reason(&format!("{ECR_HOST}/{}:1.0", path_of(256))),
+            "repository name must not be more than 255 characters: the limit is on the \
+             repository path after the registry host (the host does not count; Docker Hub \
+             names count `library/`), and this one has 256"
+        );
+        // ECR's own maximum (256) is never the one that bites: 256 is refused above.
+        // Docker Hub's one-component names count the `library/` a runtime adds.
+        assert_eq!(
+            parsed(&"a".repeat(247)).name.len(),
+            "docker.io/".len() + 255
+        );
+        assert!(reason(&"a".repeat(248)).ends_with("this one has 256"));
+    }
+
+    #[test]
+    fn a_tag_is_at_most_128_characters_and_the_message_says_so() {
+        let tag = "v".repeat(128);
+        assert_eq!(parsed(&format!("{ECR_HOST}/app:{tag}")).tag, Some(tag));
+        assert_eq!(
+            reason(&format!("{ECR_HOST}/app:{}", "v".repeat(129))),
+            "invalid reference format: a tag must not be more than 128 characters, and this one has 129"
+        );
+        // A tag with a bad character is just malformed.
+        assert!(reason(&format!("app:{}$", "v".repeat(130))).contains("expected [host[:port]/]"));
+    }
+
+    #[rstest]
+    #[case::sha256(&format!("sha256:{}", "a".repeat(64)))]
+    #[case::sha384(&format!("sha384:{}", "a".repeat(96)))]
+    #[case::sha512(&format!("sha512:{}", "a".repeat(128)))]
+    fn digests_of_the_three_registered_algorithms_are_accepted(#[case] digest: &str) {
+        let image = parsed(&format!("{ECR_HOST}/app@{digest}"));
+        assert_eq!(image.digest.as_deref(), Some(digest));
+        assert_eq!(image.tag, None);
+    }
+
+    #[rstest]
+    #[case::sha256_short(&format!("sha256:{}", "a".repeat(63)), "invalid checksum digest length: sha256 takes 64")]
+    #[case::sha256_long(&format!("sha256:{}", "a".repeat(65)), "sha256 takes 64 hex digits")]
+    #[case::sha512_of_sha256_length(&format!("sha512:{}", "a".repeat(64)), "sha512 128")]
+    #[case::md5(&format!("md5:{}", "a".repeat(32)), "unsupported digest algorithm: the algorithm must be sha256, sha384 or sha512")]
+    #[case::upper_case_hex(&format!("sha256:{}", "A".repeat(64)), "digest must be lower-case hex")]
+    #[case::too_short_for_the_grammar(&format!("sha256:{}", "a".repeat(31)), "invalid reference format")]
+    fn other_digests_are_refused_with_what_is_expected(
+        #[case] digest: &str,
+        #[case] expected: &str,
+    ) {
+        let reason = reason(&format!("{ECR_HOST}/app@{digest}"));
+        assert!(reason.contains(expected), "{reason:?} lacks {expected:?}");
+    }
+
+    #[rstest]
+    #[case::one_character("a")]
+    #[case::double_underscore("team/a__b")]
+    #[case::double_dash("a--b")]
+    #[case::triple_dash("app---x")]
+    fn an_ecr_image_naming_a_repository_ecr_cannot_hold_is_invalid(#[case] name: &str) {
+        let reason = reason(&format!("{ECR_HOST}/{name}:1"));
+        assert!(
+            reason.starts_with(&format!(
+                "{name:?} is not a name an ECR repository can have"
+            )),
+            "{reason}"
+        );
+        assert!(reason.contains("at least 2 characters"), "{reason}");
+        // The grammar allows these names, so elsewhere they parse.
+        assert!(parse(&format!("registry.example.com/{name}:1")).is_ok());
+    }
+
+    #[rstest]
+    #[case("ab")]
+    #[case("a/b")]
+    #[case("team.one/app_two/svc-3")]
+    #[case("docker-hub/library/nginx")]
+    fn names_ecr_allows_are_ecr_repositories(#[case] name: &str) {
+        let image = parsed(&format!("{ECR_HOST}/{name}"));
+        assert_eq!(image.ecr_repository().map(|r| r.name.as_str()), Some(name));
     }
 
     #[test]

@@ -25,9 +25,14 @@
 
 use std::borrow::Cow;
 
-/// The most characters in a repository (the path after the registry, with
-/// Docker Hub's `library/` added), as oci-spec counts them.
-const NAME_TOTAL_LENGTH_MAX: usize = 255;
+/// The most characters in a repository: the path after the registry host, with
+/// Docker Hub's `library/` added; the host does not count. This is how
+/// distribution/reference (v0.6: `len(repo.path) > RepositoryNameTotalLengthMax`)
+/// and oci-spec count; older Docker code counted the host too.
+pub(super) const NAME_TOTAL_LENGTH_MAX: usize = 255;
+
+/// The most characters in a tag (`[\w][\w.-]{0,127}`).
+pub(super) const TAG_LENGTH_MAX: usize = 128;
 
 const DOCKER_HUB: &str = "docker.io";
 const DOCKER_HUB_LEGACY: &str = "index.docker.io";
@@ -44,8 +49,11 @@ pub(super) enum Error {
     /// caller's own check for an upper-case path, with oci-spec's wording.
     #[error("repository name must be lowercase")]
     NameContainsUppercase,
+    /// `length`: the repository's characters (the path after the registry
+    /// host, with Docker Hub's `library/` added), which is what the limit is
+    /// on, as in distribution/reference v0.6 (`len(repo.path)`) and oci-spec.
     #[error("repository name must not be more than {NAME_TOTAL_LENGTH_MAX} characters")]
-    NameTooLong,
+    NameTooLong { length: usize },
     #[error("invalid checksum digest length")]
     DigestInvalidLength,
     #[error("unsupported digest algorithm")]
@@ -87,7 +95,9 @@ pub(super) fn parse(reference: &str) -> Result<Reference<'_>, Error> {
 
     let (registry, repository) = split_domain(name);
     if repository.len() > NAME_TOTAL_LENGTH_MAX {
-        return Err(Error::NameTooLong);
+        return Err(Error::NameTooLong {
+            length: repository.len(),
+        });
     }
     if let Some((algorithm, hex)) = digest.and_then(|d| d.split_once(':')) {
         let length = match algorithm {
@@ -187,7 +197,7 @@ fn is_tag(tag: &str) -> bool {
     let word = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
     match tag.as_bytes() {
         [first, rest @ ..] => {
-            rest.len() <= 127
+            rest.len() < TAG_LENGTH_MAX
                 && word(first)
                 && rest.iter().all(|b| word(b) || matches!(b, b'.' | b'-'))
         }

@@ -250,7 +250,7 @@ fn judge(
                             policy.name
                         ),
                     },
-                    Some(Hint::RetryLookup),
+                    Some(Hint::for_lookup_failure(failure, repo)),
                 );
             } else {
                 verdict.notes.push(format!(
@@ -342,7 +342,7 @@ fn check_rules(
     }
     let facts = match key {
         KeyLookup::Known(k) => k,
-        KeyLookup::Unknown { arn, reason } => {
+        KeyLookup::Unknown { arn, reason, cause } => {
             let needs_facts =
                 c.require_customer_managed_key || c.require_key_rotation || c.require_usable_key;
             if needs_facts {
@@ -355,7 +355,7 @@ fn check_rules(
                         ),
                         requirement: format!("policy {policy} requires {}", key_requirements(c)),
                     },
-                    Some(Hint::GrantDescribeKey { arn: arn.clone() }),
+                    Some(Hint::for_unknown_key(*cause, arn, repo)),
                 ));
             }
             return out;
@@ -388,29 +388,53 @@ fn check_key(
             Some(recreate()),
         ));
     }
+    // The key's region, from its ARN: KMS keys are regional, and the ARN is
+    // where KMS said the key lives. Never the repository's region by default.
+    let region = key_region(arn).map(str::to_owned);
     if c.require_key_rotation {
-        let problem = match &key.rotation {
-            Rotation::Enabled | Rotation::AwsManaged => None,
-            Rotation::Disabled => Some(format!("KMS key {arn} has automatic rotation disabled")),
-            Rotation::Unknown(why) => Some(format!(
-                "the rotation status of KMS key {arn} is unknown ({why})"
-            )),
-        };
-        if let Some(problem) = problem {
-            out.push((
+        let requirement = format!("policy {policy} requires key rotation");
+        match &key.rotation {
+            Rotation::Enabled | Rotation::AwsManaged => {}
+            Rotation::Disabled => out.push((
                 Reason::RotationDisabled,
                 Finding {
-                    problem,
-                    requirement: format!("policy {policy} requires key rotation"),
+                    problem: format!("KMS key {arn} has automatic rotation disabled"),
+                    requirement,
                 },
                 Some(Hint::EnableRotation {
                     arn: arn.clone(),
-                    region: key_region(arn).unwrap_or(&repo.region).to_string(),
+                    region: region.clone(),
                 }),
-            ));
+            )),
+            // Not learnt is not "disabled": its own reason, and the hint is
+            // what would let ecr-guard learn it.
+            Rotation::Unknown(why, cause) => out.push((
+                Reason::RotationUnknown,
+                Finding {
+                    problem: format!("the rotation status of KMS key {arn} is unknown ({why})"),
+                    requirement,
+                },
+                Some(Hint::for_unknown_rotation(*cause, arn, region.clone())),
+            )),
         }
     }
-    if c.require_usable_key && !key.state.is_usable() {
+    if c.require_usable_key && key.state == KeyState::Unreported {
+        out.push((
+            Reason::KeyStateUnknown,
+            Finding {
+                problem: format!(
+                    "KMS did not report the state of key {arn} of repository {}",
+                    repo.name
+                ),
+                requirement: format!("policy {policy} requires a usable (Enabled) key"),
+            },
+            Some(Hint::AskKms {
+                command: "describe-key",
+                arn: arn.clone(),
+                region: region.clone(),
+            }),
+        ));
+    } else if c.require_usable_key && !key.state.is_usable() {
         out.push((
             Reason::KeyUnusable,
             Finding {
@@ -420,11 +444,7 @@ fn check_key(
                 ),
                 requirement: format!("policy {policy} requires a usable (Enabled) key"),
             },
-            Some(Hint::for_key_state(
-                &key.state,
-                arn,
-                key_region(arn).unwrap_or(&repo.region),
-            )),
+            Some(Hint::for_key_state(&key.state, arn, region)),
         ));
     }
     out
@@ -482,7 +502,10 @@ fn notice_unusable_keys(subjects: &[Subject], lookups: &[Option<&Lookup>], verdi
         else {
             continue;
         };
-        if matches!(key.state, KeyState::Enabled) || flagged.contains(subject.describe().as_str()) {
+        // An unreported state is not known to be unusable: no note.
+        if matches!(key.state, KeyState::Enabled | KeyState::Unreported)
+            || flagged.contains(subject.describe().as_str())
+        {
             continue;
         }
         let note = format!(

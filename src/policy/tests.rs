@@ -86,12 +86,22 @@ fn dsse_cmk() -> Lookup {
     )
 }
 fn unknown_key() -> Lookup {
+    unknown_key_because(Unlearnt::Denied)
+}
+fn unknown_key_because(cause: Unlearnt) -> Lookup {
     found(
         EncryptionType::Kms,
         Some(KeyLookup::Unknown {
             arn: OTHER_ACCOUNT_KEY.into(),
             reason: "access denied by the key policy".into(),
+            cause,
         }),
+    )
+}
+fn rotation_unknown(cause: Unlearnt) -> Lookup {
+    cmk(
+        Rotation::Unknown("GetKeyRotationStatus was denied".into(), cause),
+        KeyState::Enabled,
     )
 }
 
@@ -124,7 +134,8 @@ rules:
 #[case::rotating_cmk_passes(rotating_cmk(), vec![])]
 #[case::dsse_with_rotating_cmk_passes(dsse_cmk(), vec![])]
 #[case::cmk_without_rotation_fails(cmk(Rotation::Disabled, KeyState::Enabled), vec![Reason::RotationDisabled])]
-#[case::rotation_unknown_fails(cmk(Rotation::Unknown("denied".into()), KeyState::Enabled), vec![Reason::RotationDisabled])]
+#[case::rotation_unknown_fails_as_unknown(rotation_unknown(Unlearnt::Denied), vec![Reason::RotationUnknown])]
+#[case::key_state_unreported_fails_as_unknown(cmk(Rotation::Enabled, KeyState::Unreported), vec![Reason::KeyStateUnknown])]
 #[case::disabled_key_fails(cmk(Rotation::Enabled, KeyState::Disabled), vec![Reason::KeyUnusable])]
 #[case::pending_deletion_fails(cmk(Rotation::Enabled, KeyState::PendingDeletion), vec![Reason::KeyUnusable])]
 #[case::other_key_state_fails(cmk(Rotation::Enabled, KeyState::Other("PendingImport".into())), vec![Reason::KeyUnusable])]
@@ -275,6 +286,146 @@ fn each_problem_gets_its_remediation_hint(#[case] lookup: Lookup, #[case] expect
         .denial_message()
         .unwrap();
     assert!(message.contains(expected), "{message}");
+}
+
+/// Every fact ecr-guard could fail to learn, with the reason (the metric
+/// label) and the hint it must get: its own, never the one of a value it
+/// might have had. `rotation_unknown` is the reported case: a key policy that
+/// allows DescribeKey only is not a key without rotation.
+#[rstest]
+#[case::rotation_denied(
+    rotation_unknown(Unlearnt::Denied),
+    Reason::RotationUnknown,
+    "allow ecr-guard's IAM role kms:GetKeyRotationStatus in the key policy of arn:aws:kms:us-east-1:123456789012:key/1111"
+)]
+#[case::rotation_rejected(
+    rotation_unknown(Unlearnt::Rejected),
+    Reason::RotationUnknown,
+    "`aws kms get-key-rotation-status --key-id arn:aws:kms:us-east-1:123456789012:key/1111aaaa-0000-0000-0000-000000000001 --region us-east-1`"
+)]
+#[case::rotation_key_gone(
+    rotation_unknown(Unlearnt::NotFound),
+    Reason::RotationUnknown,
+    "KMS has no key"
+)]
+#[case::state_unreported(
+    cmk(Rotation::Enabled, KeyState::Unreported),
+    Reason::KeyStateUnknown,
+    "`aws kms describe-key --key-id arn:aws:kms:us-east-1:123456789012:key/1111"
+)]
+#[case::describe_key_denied(
+    unknown_key_because(Unlearnt::Denied),
+    Reason::KeyUnknown,
+    "kms:DescribeKey"
+)]
+#[case::key_not_found(
+    unknown_key_because(Unlearnt::NotFound),
+    Reason::KeyUnknown,
+    "KMS has no key arn:aws:kms:us-east-1:999999999999"
+)]
+#[case::key_not_named(
+    unknown_key_because(Unlearnt::NotNamed),
+    Reason::KeyUnknown,
+    "`aws ecr describe-repositories --repository-names payments/api --registry-id 123456789012 --region us-east-1`"
+)]
+#[case::describe_key_rejected(
+    unknown_key_because(Unlearnt::Rejected),
+    Reason::KeyUnknown,
+    "`aws kms describe-key --key-id"
+)]
+#[case::key_manager_unreported(
+    unknown_key_because(Unlearnt::Unreported),
+    Reason::KeyUnknown,
+    "upgrade ecr-guard"
+)]
+#[case::describe_repositories_denied(
+    Err(LookupFailure::AccessDenied("not authorized".into())),
+    Reason::LookupFailed,
+    "allow ecr-guard's IAM role ecr:DescribeRepositories on repository payments/api in account 123456789012, region us-east-1"
+)]
+#[case::no_credentials(
+    Err(LookupFailure::Credentials("no AWS credentials were found".into())),
+    Reason::LookupFailed,
+    "give ecr-guard AWS credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
+)]
+#[case::unrecognised_answer(
+    Err(LookupFailure::Unrecognised("encryption type \"AES512\"".into())),
+    Reason::LookupFailed,
+    "upgrade ecr-guard"
+)]
+#[case::timeout(Err(LookupFailure::Timeout), Reason::LookupFailed, "hint: retry")]
+#[case::throttled(Err(LookupFailure::Throttled), Reason::LookupFailed, "hint: retry")]
+fn a_fact_not_learnt_has_its_own_reason_and_hint(
+    #[case] lookup: Lookup,
+    #[case] reason: Reason,
+    #[case] hint: &str,
+) {
+    let p = policy("p", "rules: {requireKeyRotation: true}");
+    let v = judge(&[p], lookup, Options::default());
+    assert_eq!(reasons(&v), vec![reason], "{:#?}", v.violations);
+    let message = v.denial_message().unwrap();
+    assert!(message.contains(hint), "{message}");
+    // Never the remedy for a value that was not learnt.
+    for wrong in ["enable-key-rotation", "enable-key ", "cancel-key-deletion"] {
+        assert!(!message.contains(wrong), "{wrong} in {message}");
+    }
+    if reason != Reason::LookupFailed {
+        assert!(!message.contains("hint: retry"), "{message}");
+    }
+}
+
+#[test]
+fn rotation_unknown_reads_as_unknown_not_as_disabled() {
+    let p = policy("p", "rules: {requireKeyRotation: true}");
+    let v = judge(&[p], rotation_unknown(Unlearnt::Denied), Options::default());
+    assert_eq!(Reason::RotationUnknown.as_str(), "rotation_unknown");
+    let message = v.denial_message().unwrap();
+    assert_eq!(
+        message.lines().next().unwrap(),
+        "container \"app\" image 123456789012.dkr.ecr.us-east-1.amazonaws.com/payments/api:1.0: \
+         the rotation status of KMS key arn:aws:kms:us-east-1:123456789012:key/1111aaaa-0000-0000-0000-000000000001 \
+         is unknown (GetKeyRotationStatus was denied); policy p requires key rotation"
+    );
+    assert!(!message.contains("disabled"), "{message}");
+}
+
+#[test]
+fn a_key_hint_never_guesses_the_region_from_the_repository() {
+    // A key ARN without a region field (hand-made; KMS always gives one) gets a
+    // placeholder, not the repository's region.
+    let odd = "arn:aws:kms::123456789012:key/1111";
+    let p = policy("p", "rules: {requireKeyRotation: true}");
+    let lookup = found(
+        EncryptionType::Kms,
+        key(
+            odd,
+            KeyManager::Customer,
+            KeyState::Disabled,
+            Rotation::Disabled,
+        ),
+    );
+    let message = judge(&[p], lookup, Options::default())
+        .denial_message()
+        .unwrap();
+    assert!(
+        message.contains(&format!(
+            "aws kms enable-key-rotation --key-id {odd} --region <the key's region>"
+        )),
+        "{message}"
+    );
+    assert!(!message.contains("--region us-east-1"), "{message}");
+}
+
+#[test]
+fn an_unreported_key_state_is_no_note_of_failing_pulls() {
+    let p = policy("p", "rules: {requireUsableKey: false}");
+    let v = judge(
+        &[p],
+        cmk(Rotation::Enabled, KeyState::Unreported),
+        Options::default(),
+    );
+    assert!(!v.is_denied());
+    assert!(v.notes.is_empty(), "{:?}", v.notes);
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::fmt;
 
 use super::crd::Mode;
 use crate::image::EcrRepository;
-use crate::registry::facts::{EncryptionType, KeyState};
+use crate::registry::facts::{EncryptionType, KeyState, LookupFailure, Unlearnt};
 
 /// Longest warning we aim for; kubectl prints each on its own line.
 const WARNING_WIDTH: usize = 120;
@@ -17,8 +17,15 @@ pub enum Reason {
     EncryptionType,
     CustomerManagedKeyRequired,
     KeyNotAllowed,
+    /// GetKeyRotationStatus answered that rotation is off.
     RotationDisabled,
+    /// Whether the key rotates was not learnt (GetKeyRotationStatus refused or
+    /// unanswerable): never read as "disabled".
+    RotationUnknown,
     KeyUnusable,
+    /// KMS described the key without its state: never read as "unusable".
+    KeyStateUnknown,
+    /// The key could not be described at all.
     KeyUnknown,
     RepositoryNotFound,
     NonEcrImage,
@@ -34,7 +41,9 @@ impl Reason {
             Self::CustomerManagedKeyRequired => "customer_managed_key_required",
             Self::KeyNotAllowed => "key_not_allowed",
             Self::RotationDisabled => "rotation_disabled",
+            Self::RotationUnknown => "rotation_unknown",
             Self::KeyUnusable => "key_unusable",
+            Self::KeyStateUnknown => "key_state_unknown",
             Self::KeyUnknown => "key_unknown",
             Self::RepositoryNotFound => "repository_not_found",
             Self::NonEcrImage => "non_ecr_image",
@@ -141,29 +150,58 @@ pub enum Hint {
         repo: EcrRepository,
         encryption_type: EncryptionType,
     },
+    /// `region` is the key's, from its ARN; `None` when the ARN does not say.
     EnableRotation {
         arn: String,
-        region: String,
+        region: Option<String>,
     },
     EnableKey {
         arn: String,
-        region: String,
+        region: Option<String>,
     },
     CancelKeyDeletion {
         arn: String,
-        region: String,
+        region: Option<String>,
     },
     KeyStateOther {
         arn: String,
         state: String,
     },
+    /// DescribeKey was denied.
     GrantDescribeKey {
         arn: String,
     },
+    /// GetKeyRotationStatus was denied.
+    GrantRotationStatus {
+        arn: String,
+    },
+    /// KMS has no such key.
+    KeyNotFound {
+        arn: String,
+    },
+    /// ECR did not name the key by ARN.
+    KeyNotNamed {
+        repo: EcrRepository,
+    },
+    /// KMS refused for another reason, or left the value out: the `aws kms`
+    /// command that shows what it answers.
+    AskKms {
+        command: &'static str,
+        arn: String,
+        region: Option<String>,
+    },
+    /// AWS answered with something this version cannot read.
+    UpgradeEcrGuard,
     PushImage {
         repo: EcrRepository,
     },
     MoveToEcr,
+    /// DescribeRepositories was denied.
+    GrantDescribeRepositories {
+        repo: EcrRepository,
+    },
+    /// No AWS credentials were found, or AWS refused them.
+    SetCredentials,
     RetryLookup,
     FixImageReference,
     FixPolicy {
@@ -172,8 +210,53 @@ pub enum Hint {
 }
 
 impl Hint {
-    pub(super) fn for_key_state(state: &KeyState, arn: &str, region: &str) -> Hint {
-        let (arn, region) = (arn.to_string(), region.to_string());
+    /// What would let ecr-guard describe a key it could not.
+    pub(super) fn for_unknown_key(cause: Unlearnt, arn: &str, repo: &EcrRepository) -> Hint {
+        let arn = arn.to_owned();
+        match cause {
+            Unlearnt::Denied => Hint::GrantDescribeKey { arn },
+            Unlearnt::NotFound => Hint::KeyNotFound { arn },
+            Unlearnt::NotNamed => Hint::KeyNotNamed { repo: repo.clone() },
+            Unlearnt::Rejected => Hint::AskKms {
+                command: "describe-key",
+                region: super::evaluate::key_region(&arn).map(str::to_owned),
+                arn,
+            },
+            Unlearnt::Unreported => Hint::UpgradeEcrGuard,
+        }
+    }
+
+    /// What would let ecr-guard learn whether a key rotates.
+    pub(super) fn for_unknown_rotation(cause: Unlearnt, arn: &str, region: Option<String>) -> Hint {
+        let arn = arn.to_owned();
+        match cause {
+            Unlearnt::Denied => Hint::GrantRotationStatus { arn },
+            Unlearnt::NotFound => Hint::KeyNotFound { arn },
+            Unlearnt::Unreported => Hint::UpgradeEcrGuard,
+            Unlearnt::Rejected | Unlearnt::NotNamed => Hint::AskKms {
+                command: "get-key-rotation-status",
+                arn,
+                region,
+            },
+        }
+    }
+
+    /// What would let a failed repository lookup succeed.
+    pub(super) fn for_lookup_failure(failure: &LookupFailure, repo: &EcrRepository) -> Hint {
+        match failure {
+            LookupFailure::AccessDenied(_) => {
+                Hint::GrantDescribeRepositories { repo: repo.clone() }
+            }
+            LookupFailure::Credentials(_) => Hint::SetCredentials,
+            LookupFailure::Unrecognised(_) => Hint::UpgradeEcrGuard,
+            LookupFailure::Timeout | LookupFailure::Throttled | LookupFailure::Aws(_) => {
+                Hint::RetryLookup
+            }
+        }
+    }
+
+    pub(super) fn for_key_state(state: &KeyState, arn: &str, region: Option<String>) -> Hint {
+        let arn = arn.to_string();
         match state {
             KeyState::Disabled => Hint::EnableKey { arn, region },
             KeyState::PendingDeletion => Hint::CancelKeyDeletion { arn, region },
@@ -202,22 +285,62 @@ impl fmt::Display for Hint {
                 )
             }
             Hint::EnableRotation { arn, region } => {
+                let region = region_of(region);
                 write!(f, "turn on rotation: `aws kms enable-key-rotation --key-id {arn} --region {region}`")
             }
             Hint::EnableKey { arn, region } => {
+                let region = region_of(region);
                 write!(f, "re-enable the key: `aws kms enable-key --key-id {arn} --region {region}`")
             }
-            Hint::CancelKeyDeletion { arn, region } => write!(
-                f,
-                "stop the deletion: `aws kms cancel-key-deletion --key-id {arn} --region {region}`, \
-                 then `aws kms enable-key --key-id {arn} --region {region}`"
-            ),
+            Hint::CancelKeyDeletion { arn, region } => {
+                let region = region_of(region);
+                write!(
+                    f,
+                    "stop the deletion: `aws kms cancel-key-deletion --key-id {arn} --region {region}`, \
+                     then `aws kms enable-key --key-id {arn} --region {region}`"
+                )
+            }
             Hint::KeyStateOther { arn, state } => {
                 write!(f, "KMS key {arn} is {state}: it must be Enabled before images can be pulled")
             }
             Hint::GrantDescribeKey { arn } => write!(
                 f,
                 "allow ecr-guard's IAM role kms:DescribeKey and kms:GetKeyRotationStatus in the key policy of {arn}"
+            ),
+            Hint::GrantRotationStatus { arn } => write!(
+                f,
+                "allow ecr-guard's IAM role kms:GetKeyRotationStatus in the key policy of {arn} \
+                 (it may describe the key but not read its rotation status)"
+            ),
+            Hint::KeyNotFound { arn } => write!(
+                f,
+                "KMS has no key {arn}: if it was deleted, the repository's images can no longer be pulled; \
+                 recreate the repository with an existing key and push the images again"
+            ),
+            Hint::KeyNotNamed { repo } => write!(
+                f,
+                "ECR did not name the repository's KMS key by ARN, and ecr-guard describes keys by ARN only; \
+                 `aws ecr describe-repositories --repository-names {} --registry-id {} --region {}` shows what ECR reports",
+                repo.name, repo.account, repo.region
+            ),
+            Hint::AskKms { command, arn, region } => write!(
+                f,
+                "KMS did not tell (see the reason above): `aws kms {command} --key-id {arn} --region {}` shows what it answers",
+                region_of(region)
+            ),
+            Hint::UpgradeEcrGuard => f.write_str(
+                "this version of ecr-guard does not know a value AWS answered with (see above): upgrade ecr-guard",
+            ),
+            Hint::GrantDescribeRepositories { repo } => write!(
+                f,
+                "allow ecr-guard's IAM role ecr:DescribeRepositories on repository {} in account {}, region {} \
+                 (its IAM policy; for another account, also the repository policy, or --assume-role)",
+                repo.name, repo.account, repo.region
+            ),
+            Hint::SetCredentials => f.write_str(
+                "give ecr-guard AWS credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE \
+                 (shared config and credentials files), or IRSA (AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN), \
+                 or EKS Pod Identity / container credentials, or an EC2 instance role (IMDS)",
             ),
             Hint::PushImage { repo } => write!(
                 f,
@@ -239,6 +362,12 @@ impl fmt::Display for Hint {
             }
         }
     }
+}
+
+/// `--region` for a hint: the key's region, or a placeholder that says what
+/// to put there when the key's ARN did not tell.
+fn region_of(region: &Option<String>) -> &str {
+    region.as_deref().unwrap_or("<the key's region>")
 }
 
 /// Everything evaluation found for one request.

@@ -24,7 +24,7 @@ use tokio::time::{Instant, timeout_at};
 
 use super::call_error::{CallError, classify};
 use super::facts::{
-    EncryptionType, KeyFacts, KeyLookup, KeyManager, KeyState, LookupFailure, Rotation,
+    EncryptionType, KeyFacts, KeyLookup, KeyManager, KeyState, LookupFailure, Rotation, Unlearnt,
 };
 use super::metrics::{Api, Outcome, RegistryMetrics};
 use crate::image::EcrRepository;
@@ -231,7 +231,10 @@ impl Aws {
             return Ok(RepositoryRecord::NotFound);
         };
         let Some(config) = repository.encryption_configuration() else {
-            // No configuration means ECR's default, AES256.
+            // No configuration means ECR's default, AES256 ("By default, Amazon
+            // ECR uses server-side encryption with Amazon S3-managed encryption
+            // keys": ECR User Guide, encryption at rest; DESIGN.md). This is
+            // ECR's documented meaning of the absence, not a guess.
             return Ok(RepositoryRecord::Found {
                 encryption_type: EncryptionType::Aes256,
                 kms_key: KmsKey::None,
@@ -239,7 +242,7 @@ impl Aws {
         };
         let reported = config.encryption_type().as_str();
         let Some(encryption_type) = EncryptionType::from_aws(reported) else {
-            return Err(LookupFailure::Aws(format!(
+            return Err(LookupFailure::Unrecognised(format!(
                 "ECR reported encryption type {reported:?}, which this version of ecr-guard does not know"
             )));
         };
@@ -261,15 +264,19 @@ impl Aws {
         arn: &str,
         deadline: Instant,
     ) -> Result<KeyLookup, LookupFailure> {
-        let unknown = |reason: String| KeyLookup::Unknown {
+        let unknown = |reason: String, cause: Unlearnt| KeyLookup::Unknown {
             arn: arn.to_owned(),
             reason,
+            cause,
         };
         let Some(region) = key_arn_region(arn) else {
             // Never describe an alias: DescribeKey on alias/aws/ecr creates the key.
-            return Ok(unknown(format!(
-                "ECR named the key as {arn:?}, which is not a KMS key ARN; ecr-guard describes keys by ARN only"
-            )));
+            return Ok(unknown(
+                format!(
+                    "ECR named the key as {arn:?}, which is not a KMS key ARN; ecr-guard describes keys by ARN only"
+                ),
+                Unlearnt::NotNamed,
+            ));
         };
         let kms = self.clients(region).kms;
 
@@ -293,34 +300,49 @@ impl Aws {
             Ok(output) => output,
             // The key may live in another account whose key policy does not let us
             // describe it: an explicit "unknown key", cached like any answer.
-            Err(CallError::NotFound(m)) => return Ok(unknown(format!("KMS has no such key: {m}"))),
+            Err(CallError::NotFound(m)) => {
+                return Ok(unknown(
+                    format!("KMS has no such key: {m}"),
+                    Unlearnt::NotFound,
+                ));
+            }
             Err(CallError::AccessDenied(m)) => {
-                return Ok(unknown(format!("DescribeKey was denied: {m}")));
+                return Ok(unknown(
+                    format!("DescribeKey was denied: {m}"),
+                    Unlearnt::Denied,
+                ));
             }
             Err(CallError::Rejected { code, message }) => {
-                return Ok(unknown(format!(
-                    "DescribeKey was rejected: {code}: {message}"
-                )));
+                return Ok(unknown(
+                    format!("DescribeKey was rejected: {code}: {message}"),
+                    Unlearnt::Rejected,
+                ));
             }
             Err(e) => return Err(e.into_failure()),
         };
         let Some(metadata) = output.key_metadata() else {
-            return Err(LookupFailure::Aws(
+            return Err(LookupFailure::Unrecognised(
                 "KMS answered DescribeKey without key metadata".into(),
             ));
         };
+        // Absent, the state is unknown: not a state, and not "unusable".
         let state = metadata
             .key_state()
-            .map(|s| KeyState::from_aws(s.as_str()))
-            .unwrap_or_else(|| KeyState::Other("unreported".into()));
+            .map_or(KeyState::Unreported, |s| KeyState::from_aws(s.as_str()));
         let manager = match metadata.key_manager() {
             Some(KeyManagerType::Aws) => KeyManager::Aws,
             Some(KeyManagerType::Customer) => KeyManager::Customer,
             other => {
-                return Ok(unknown(format!(
-                    "KMS reported key manager {:?}, which this version of ecr-guard does not know",
-                    other.map(|m| m.as_str())
-                )));
+                return Ok(unknown(
+                    match other {
+                        Some(m) => format!(
+                            "KMS reported key manager {:?}, which this version of ecr-guard does not know",
+                            m.as_str()
+                        ),
+                        None => "KMS did not report who manages the key (no KeyManager)".to_owned(),
+                    },
+                    Unlearnt::Unreported,
+                ));
             }
         };
         // The ARN KMS reports is canonical; ECR's should be the same.
@@ -362,19 +384,24 @@ impl Aws {
             )
             .await;
         match answer {
+            // The SDK reads an absent `KeyRotationEnabled` as false (the KMS
+            // model's default); KMS always sends it.
             Ok(output) if output.key_rotation_enabled() => Ok(Rotation::Enabled),
             Ok(_) => Ok(Rotation::Disabled),
             // Definite answers (denied by the key policy, unsupported key spec…)
             // are facts about the key; transient failures fail the lookup.
-            Err(CallError::AccessDenied(m)) => Ok(Rotation::Unknown(format!(
-                "GetKeyRotationStatus was denied: {m}"
-            ))),
-            Err(CallError::NotFound(m)) => Ok(Rotation::Unknown(format!(
-                "GetKeyRotationStatus found no such key: {m}"
-            ))),
-            Err(CallError::Rejected { code, message }) => Ok(Rotation::Unknown(format!(
-                "GetKeyRotationStatus was rejected: {code}: {message}"
-            ))),
+            Err(CallError::AccessDenied(m)) => Ok(Rotation::Unknown(
+                format!("GetKeyRotationStatus was denied: {m}"),
+                Unlearnt::Denied,
+            )),
+            Err(CallError::NotFound(m)) => Ok(Rotation::Unknown(
+                format!("GetKeyRotationStatus found no such key: {m}"),
+                Unlearnt::NotFound,
+            )),
+            Err(CallError::Rejected { code, message }) => Ok(Rotation::Unknown(
+                format!("GetKeyRotationStatus was rejected: {code}: {message}"),
+                Unlearnt::Rejected,
+            )),
             Err(e) => Err(e.into_failure()),
         }
     }

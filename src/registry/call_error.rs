@@ -4,6 +4,7 @@
 
 use std::error::Error as StdError;
 
+use aws_credential_types::provider::error::CredentialsError;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
@@ -31,6 +32,21 @@ const THROTTLING_CODES: &[&str] = &[
     "EC2ThrottledException",
 ];
 
+/// Error codes with which AWS refuses the credentials themselves (unknown
+/// access key, expired session, wrong secret), across the JSON and query
+/// protocols. Another set of credentials is the fix, not a retry.
+const CREDENTIALS_CODES: &[&str] = &[
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "ExpiredTokenException",
+    "ExpiredToken",
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+    "IncompleteSignature",
+    "MissingAuthenticationToken",
+    "MissingAuthenticationTokenException",
+];
+
 /// Longest error message kept from AWS or the network stack.
 const MAX_MESSAGE_LEN: usize = 300;
 
@@ -40,6 +56,8 @@ pub(crate) enum CallError {
     Timeout,
     Throttled,
     AccessDenied(String),
+    /// No credentials could be found, or AWS refused them.
+    Credentials(String),
     /// The API's own "not found" error code.
     NotFound(String),
     /// Any other client-side (4xx) error: a definite answer, not a transient one.
@@ -57,6 +75,7 @@ impl CallError {
             Self::Timeout => Outcome::Timeout,
             Self::Throttled => Outcome::Throttled,
             Self::AccessDenied(_) => Outcome::AccessDenied,
+            Self::Credentials(_) => Outcome::Credentials,
             Self::NotFound(_) => Outcome::NotFound,
             Self::Rejected { .. } | Self::Failed(_) => Outcome::Error,
         }
@@ -67,7 +86,7 @@ impl CallError {
     /// repository or key, reported by the lookup itself.
     pub(crate) fn needs_an_operator(&self, api: Api) -> bool {
         match self {
-            Self::Timeout | Self::Throttled | Self::Failed(_) => true,
+            Self::Timeout | Self::Throttled | Self::Failed(_) | Self::Credentials(_) => true,
             Self::AccessDenied(_) => api == Api::DescribeRepositories,
             Self::NotFound(_) | Self::Rejected { .. } => false,
         }
@@ -78,6 +97,7 @@ impl CallError {
             Self::Timeout => LookupFailure::Timeout,
             Self::Throttled => LookupFailure::Throttled,
             Self::AccessDenied(m) => LookupFailure::AccessDenied(m),
+            Self::Credentials(m) => LookupFailure::Credentials(m),
             Self::NotFound(m) | Self::Failed(m) => LookupFailure::Aws(m),
             Self::Rejected { code, message } => LookupFailure::Aws(format!("{code}: {message}")),
         }
@@ -105,6 +125,10 @@ where
                 CallError::NotFound(message)
             } else if code == "AccessDeniedException" {
                 CallError::AccessDenied(message)
+            } else if CREDENTIALS_CODES.contains(&code) {
+                CallError::Credentials(format!(
+                    "AWS refused ecr-guard's credentials: {code}: {message}"
+                ))
             } else if (400..500).contains(&status) && !code.is_empty() {
                 CallError::Rejected {
                     code: code.to_owned(),
@@ -116,8 +140,24 @@ where
                 CallError::Failed(format!("{code} (HTTP {status}): {message}"))
             }
         }
-        other => CallError::Failed(truncate(&error_chain(other))),
+        other => match credentials_error(other) {
+            Some(found) => CallError::Credentials(super::error::credentials_message(found)),
+            None => CallError::Failed(truncate(&error_chain(other))),
+        },
     }
+}
+
+/// The `CredentialsError` in `error`'s chain, if the call failed for want of
+/// credentials (the SDK wraps it in its dispatch error).
+fn credentials_error<'e>(error: &'e (dyn StdError + 'static)) -> Option<&'e CredentialsError> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<CredentialsError>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
 }
 
 /// "outer: cause: root cause", skipping causes whose text the outer error

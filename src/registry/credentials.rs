@@ -124,8 +124,14 @@ mod tests {
         let error = resolve_eagerly(sdk).await.expect_err("chain fails");
         let message = error.to_string();
         assert!(
-            message.starts_with("failed to resolve AWS credentials"),
+            message.starts_with("failed to find AWS credentials: looked in"),
             "{message}"
+        );
+        // What a lookup reports: plainly that none were found, and where.
+        let failure = error.lookup_failure().to_string();
+        assert!(
+            failure.starts_with("no AWS credentials were found (looked in environment variables"),
+            "{failure}"
         );
         for source in ["AWS_ACCESS_KEY_ID", "IRSA", "Pod Identity", "IMDS"] {
             assert!(

@@ -67,12 +67,36 @@ pub struct RepositoryFacts {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeyLookup {
     Known(KeyFacts),
-    /// The key could not be described (access denied by its key policy, or not found):
-    /// we know its ARN but nothing else. Never treated as a pass.
+    /// The key could not be described (access denied by its key policy, not
+    /// found, not named by ARN, an answer this version cannot read): we know
+    /// its ARN (or ECR's label for it) but nothing else. Never treated as a pass.
     Unknown {
         arn: String,
+        /// Why, in words: what AWS said, for the user.
         reason: String,
+        /// Why, as a kind: decides the remediation hint.
+        cause: Unlearnt,
     },
+}
+
+/// Why a fact was not learnt although AWS answered. Each cause has its own
+/// remediation, so that the hint says what would let ecr-guard learn it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Unlearnt {
+    /// `AccessDeniedException`: neither IAM nor the key policy lets ecr-guard's
+    /// role make the call.
+    Denied,
+    /// `NotFoundException`: KMS has no such key (deleted, or never existed).
+    NotFound,
+    /// Another definite refusal (a 4xx answer such as
+    /// `UnsupportedOperationException`), with AWS's code in the reason.
+    Rejected,
+    /// ECR did not name the key by a KMS key ARN, and ecr-guard asks KMS about
+    /// key ARNs only (describing the alias `alias/aws/ecr` would create the key).
+    NotNamed,
+    /// AWS answered without the value, or with one this version of ecr-guard
+    /// does not know.
+    Unreported,
 }
 
 impl KeyLookup {
@@ -116,6 +140,9 @@ pub enum KeyState {
     PendingDeletion,
     /// Any other state KMS reports (PendingImport, Unavailable, Creating, …), verbatim.
     Other(String),
+    /// KMS's answer had no `KeyState`: the state is not known, which is not the
+    /// same as unusable.
+    Unreported,
 }
 
 impl KeyState {
@@ -140,6 +167,7 @@ impl fmt::Display for KeyState {
             Self::Disabled => f.write_str("Disabled"),
             Self::PendingDeletion => f.write_str("PendingDeletion"),
             Self::Other(s) => f.write_str(s),
+            Self::Unreported => f.write_str("of unreported state"),
         }
     }
 }
@@ -151,8 +179,9 @@ pub enum Rotation {
     Disabled,
     /// AWS-managed keys rotate every year and cannot be asked.
     AwsManaged,
-    /// `GetKeyRotationStatus` could not answer (denied, unsupported key spec…).
-    Unknown(String),
+    /// `GetKeyRotationStatus` did not say (denied by the key policy, an
+    /// unsupported key spec…): the reason in words, and its kind.
+    Unknown(String, Unlearnt),
 }
 
 /// Why AWS could not tell us what we asked, in time.
@@ -164,6 +193,13 @@ pub enum LookupFailure {
     Throttled,
     /// The webhook's role may not call the API (`AccessDeniedException`).
     AccessDenied(String),
+    /// No AWS credentials were found, or AWS did not accept them
+    /// (`UnrecognizedClientException`, `ExpiredTokenException`, …): with the
+    /// message that says which.
+    Credentials(String),
+    /// AWS answered with something this version of ecr-guard cannot read (an
+    /// encryption type it does not know, DescribeKey without key metadata).
+    Unrecognised(String),
     /// Any other AWS or network error, with its message.
     Aws(String),
 }
@@ -175,6 +211,8 @@ impl LookupFailure {
             Self::Timeout => "timeout",
             Self::Throttled => "throttled",
             Self::AccessDenied(_) => "access_denied",
+            Self::Credentials(_) => "credentials",
+            Self::Unrecognised(_) => "unrecognised_answer",
             Self::Aws(_) => "aws_error",
         }
     }
@@ -186,6 +224,8 @@ impl fmt::Display for LookupFailure {
             Self::Timeout => f.write_str("AWS did not answer before the lookup deadline"),
             Self::Throttled => f.write_str("AWS throttled the lookup"),
             Self::AccessDenied(m) => write!(f, "access denied: {m}"),
+            Self::Credentials(m) => f.write_str(m),
+            Self::Unrecognised(m) => write!(f, "unrecognised answer from AWS: {m}"),
             Self::Aws(m) => write!(f, "AWS error: {m}"),
         }
     }

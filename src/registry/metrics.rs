@@ -37,6 +37,8 @@ pub(crate) enum Outcome {
     NotFound,
     Throttled,
     AccessDenied,
+    /// No credentials, or AWS refused them (invalid or expired).
+    Credentials,
     Timeout,
     Error,
 }
@@ -48,6 +50,7 @@ impl Outcome {
             Self::NotFound => "not_found",
             Self::Throttled => "throttled",
             Self::AccessDenied => "access_denied",
+            Self::Credentials => "credentials",
             Self::Timeout => "timeout",
             Self::Error => "error",
         }

@@ -127,6 +127,21 @@ impl fmt::Debug for Registry {
     }
 }
 
+/// `filter` (tracing `EnvFilter` directives) with the AWS SDK's configuration
+/// loader held to errors, unless the filter names `aws_config` itself. Where
+/// no credentials are found, `aws-config` warns once per source it tried, each
+/// line a `Debug` dump of an HTTP response (~600 characters); ecr-guard says the
+/// same in one line of its own (see [`Error::lookup_failure`]).
+pub fn quiet_sdk_logs(filter: &str) -> String {
+    if filter.contains("aws_config") {
+        return filter.to_owned();
+    }
+    match filter.trim() {
+        "" => "aws_config=error".to_owned(),
+        filter => format!("{filter},aws_config=error"),
+    }
+}
+
 impl Registry {
     /// Loads the AWS configuration the standard way (environment, profile, IRSA
     /// web identity, EKS Pod Identity / container credentials, IMDS; endpoints
@@ -405,6 +420,7 @@ fn unnamed_key() -> KeyLookup {
     KeyLookup::Unknown {
         arn: UNNAMED_KEY_ARN.to_owned(),
         reason: UNNAMED_KEY_REASON.to_owned(),
+        cause: facts::Unlearnt::NotNamed,
     }
 }
 

@@ -27,6 +27,12 @@ pub const GET_KEY_ROTATION_STATUS: &str = "TrentService.GetKeyRotationStatus";
 pub enum Fault {
     /// Answer with this status and an AWS JSON error body of this `__type`.
     Error { status: u16, error_type: String },
+    /// [`Fault::Error`] with the message AWS would give, for tests that show it.
+    ErrorWithMessage {
+        status: u16,
+        error_type: String,
+        message: String,
+    },
     /// Never answer (a blackholed endpoint).
     Hang,
     /// Wait, then forward.
@@ -55,6 +61,22 @@ impl Fault {
 
     pub fn access_denied() -> Self {
         Self::error(400, "AccessDeniedException")
+    }
+
+    /// What KMS answers (HTTP 400, `AccessDeniedException` in `__type` and
+    /// `x-amzn-ErrorType`, JSON body) when neither IAM nor the key policy lets
+    /// the caller make `action` (e.g. `kms:GetKeyRotationStatus`) on `key_arn`:
+    /// a key policy that allows `kms:DescribeKey` only, say.
+    pub fn kms_access_denied(action: &str, key_arn: &str) -> Self {
+        Self::ErrorWithMessage {
+            status: 400,
+            error_type: "AccessDeniedException".to_owned(),
+            message: format!(
+                "User: arn:aws:sts::123456789012:assumed-role/ecr-guard/webhook is not authorized \
+                 to perform: {action} on resource: {key_arn} because no resource-based policy \
+                 allows the {action} action"
+            ),
+        }
     }
 
     pub fn service_unavailable() -> Self {
@@ -277,7 +299,7 @@ fn random_fault(state: &State) -> Option<Fault> {
 
 fn fault_kind(fault: &Fault) -> &'static str {
     match fault {
-        Fault::Error { .. } => "error",
+        Fault::Error { .. } | Fault::ErrorWithMessage { .. } => "error",
         Fault::Hang => "hang",
         Fault::Delay(_) => "delay",
         Fault::CloseConnection => "close",
@@ -341,15 +363,24 @@ async fn handle(
             }
             Err("fault injected: reset the connection".into())
         }
-        Some(Fault::Error { status, error_type }) => Ok(aws_error(status, &error_type)),
+        Some(Fault::Error { status, error_type }) => Ok(aws_error(
+            status,
+            &error_type,
+            &format!("injected by the test proxy: {error_type}"),
+        )),
+        Some(Fault::ErrorWithMessage {
+            status,
+            error_type,
+            message,
+        }) => Ok(aws_error(status, &error_type, &message)),
         Some(Fault::Answer { status, body }) => Ok(json_response(status, body, None)),
     }
 }
 
-fn aws_error(status: u16, error_type: &str) -> Response<Full<Bytes>> {
+fn aws_error(status: u16, error_type: &str, message: &str) -> Response<Full<Bytes>> {
     let body = serde_json::json!({
         "__type": error_type,
-        "message": format!("injected by the test proxy: {error_type}"),
+        "message": message,
     });
     json_response(status, body.to_string(), Some(error_type))
 }

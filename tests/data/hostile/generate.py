@@ -165,6 +165,33 @@ def cases():
         "containers": [{"name": "app", "image": SECURE}],
         "volumes": [{"name": "data", "image": {"reference": PLAIN}}]}))
     c["dry-run-request-aes256"] = dump(pod(PLAIN, dry_run=True))
+    # The 255-character limit is on the path, not host + path; ECR's own name rules.
+    c["image-ecr-repository-230-characters"] = dump(pod(f"{ECR}/team/{'a' * 225}:1"))
+    c["image-ecr-repository-256-characters"] = dump(pod(f"{ECR}/team/{'a' * 251}:1"))
+    c["image-ecr-repository-double-underscore"] = dump(pod(f"{ECR}/team/a__b:1"))
+    c["image-tag-129-characters"] = dump(pod(f"{ECR}/team/secure:{'v' * 129}"))
+
+    # --- placeholders: nothing to judge in a template, fail closed in a Pod ---
+    def templated(kind, group, pod_spec):
+        spec = {"template": {"spec": pod_spec}}
+        if kind == "CronJob":
+            spec = {"schedule": "* * * * *", "jobTemplate": {"spec": spec}}
+        api = f"{group}/v1" if group else "v1"
+        return review(kind=kind, group=group, obj={
+            "apiVersion": api, "kind": kind, "metadata": {"name": "x"}, "spec": spec})
+    placeholders = {
+        "initContainers": [{"name": "init", "image": " "}],
+        "containers": [{"name": "app", "image": " "}, {"name": "side", "image": "\t"}],
+        "volumes": [{"name": "data", "image": {"reference": ""}},
+                    {"name": "more", "image": {"reference": "  "}}]}
+    c["deployment-image-placeholders"] = dump(templated("Deployment", "apps", placeholders))
+    c["cronjob-image-placeholders"] = dump(templated("CronJob", "batch", placeholders))
+    c["replicationcontroller-image-placeholders"] = dump(templated("ReplicationController", "", placeholders))
+    c["deployment-image-placeholder-beside-aes256"] = dump(templated("Deployment", "apps", {
+        "containers": [{"name": "app", "image": " "}, {"name": "side", "image": PLAIN}]}))
+    c["pod-image-volume-reference-empty"] = dump(review(spec={
+        "containers": [{"name": "app", "image": SECURE}],
+        "volumes": [{"name": "data", "image": {"reference": ""}}]}))
     c["uid-long-unicode"] = dump(pod(SECURE, uid="\u00e9\u2603" * 2000))
 
     # --- none of our business: HTTP 200, allowed untouched -------------------
