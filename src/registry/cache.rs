@@ -195,11 +195,15 @@ where
     ///
     /// `fetch` runs in its own task so that a caller giving up at its deadline
     /// does not cancel the call other callers are waiting on (moka would then
-    /// restart it for them); `fetch` is expected to respect `deadline` itself.
+    /// restart it for them). The caller waits until `deadline`; the fetch may
+    /// run until `fetch_deadline` (which it is expected to respect itself), so
+    /// a caller with little time left — the API server's `?timeout=` is per
+    /// review — never cuts short the call that callers with more time joined.
     pub(crate) async fn get<F>(
         &self,
         key: &K,
         deadline: Instant,
+        fetch_deadline: Instant,
         fetch: impl FnOnce() -> F,
     ) -> Result<V, LookupFailure>
     where
@@ -213,7 +217,8 @@ where
             stored => stored.map(|stored| stored.value),
         };
 
-        let fetched = tokio::spawn(self.fetch_once(key.clone(), deadline, fetch()));
+        let fetched =
+            tokio::spawn(self.fetch_once(key.clone(), fetch_deadline.max(deadline), fetch()));
         let failure = match timeout_at(deadline, fetched).await {
             Ok(Ok(Ok(value))) => {
                 self.metrics.cache_request(self.name, CacheResult::Miss);
@@ -336,7 +341,7 @@ mod tests {
         let cache = cache(Duration::ZERO);
         let calls = Arc::new(AtomicUsize::new(0));
         let answers = futures::future::join_all(
-            (0..20).map(|_| cache.get(&"repo", soon(), fetch(&calls, Ok(Fact::Found(1))))),
+            (0..20).map(|_| cache.get(&"repo", soon(), soon(), fetch(&calls, Ok(Fact::Found(1))))),
         )
         .await;
         assert!(answers.iter().all(|a| a == &Ok(Fact::Found(1))));
@@ -348,16 +353,16 @@ mod tests {
         let cache = cache(Duration::ZERO);
         let calls = Arc::new(AtomicUsize::new(0));
         cache
-            .get(&"found", soon(), fetch(&calls, Ok(Fact::Found(1))))
+            .get(&"found", soon(), soon(), fetch(&calls, Ok(Fact::Found(1))))
             .await
             .ok();
         cache
-            .get(&"missing", soon(), fetch(&calls, Ok(Fact::Missing)))
+            .get(&"missing", soon(), soon(), fetch(&calls, Ok(Fact::Missing)))
             .await
             .ok();
         tokio::time::sleep(Duration::from_millis(200)).await;
         cache
-            .get(&"found", soon(), fetch(&calls, Ok(Fact::Found(1))))
+            .get(&"found", soon(), soon(), fetch(&calls, Ok(Fact::Found(1))))
             .await
             .ok();
         assert_eq!(
@@ -366,7 +371,7 @@ mod tests {
             "positive answer still fresh"
         );
         cache
-            .get(&"missing", soon(), fetch(&calls, Ok(Fact::Missing)))
+            .get(&"missing", soon(), soon(), fetch(&calls, Ok(Fact::Missing)))
             .await
             .ok();
         assert_eq!(calls.load(Ordering::SeqCst), 3, "negative answer expired");
@@ -380,12 +385,13 @@ mod tests {
             .get(
                 &"repo",
                 soon(),
+                soon(),
                 fetch(&calls, Err(LookupFailure::Throttled)),
             )
             .await;
         assert_eq!(failed, Err(LookupFailure::Throttled));
         let answer = cache
-            .get(&"repo", soon(), fetch(&calls, Ok(Fact::Found(2))))
+            .get(&"repo", soon(), soon(), fetch(&calls, Ok(Fact::Found(2))))
             .await;
         assert_eq!(answer, Ok(Fact::Found(2)));
         assert_eq!(calls.load(Ordering::SeqCst), 2);
@@ -415,20 +421,30 @@ mod tests {
         let cache = quickly_stale(&RegistryMetrics::default());
         let calls = Arc::new(AtomicUsize::new(0));
         cache
-            .get(&"repo", soon(), fetch(&calls, Ok(Fact::Found(1))))
+            .get(&"repo", soon(), soon(), fetch(&calls, Ok(Fact::Found(1))))
             .await
             .ok();
         tokio::time::sleep(Duration::from_millis(200)).await;
 
         let stale = cache
-            .get(&"repo", soon(), fetch(&calls, Err(LookupFailure::Timeout)))
+            .get(
+                &"repo",
+                soon(),
+                soon(),
+                fetch(&calls, Err(LookupFailure::Timeout)),
+            )
             .await;
         assert_eq!(stale, Ok(Fact::Found(1)));
         assert_eq!(calls.load(Ordering::SeqCst), 2, "a refresh was attempted");
 
         tokio::time::sleep(Duration::from_millis(1000)).await;
         let gone = cache
-            .get(&"repo", soon(), fetch(&calls, Err(LookupFailure::Timeout)))
+            .get(
+                &"repo",
+                soon(),
+                soon(),
+                fetch(&calls, Err(LookupFailure::Timeout)),
+            )
             .await;
         assert_eq!(gone, Err(LookupFailure::Timeout), "past the stale window");
     }
@@ -446,6 +462,7 @@ mod tests {
         let failed = cache
             .get(
                 &"fetched",
+                soon(),
                 soon(),
                 fetch(&calls, Err(LookupFailure::Throttled)),
             )
@@ -481,18 +498,22 @@ mod tests {
             move || {
                 Box::pin(async move {
                     calls.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    tokio::time::sleep(Duration::from_millis(600)).await;
                     Ok(Fact::Found(7))
                 })
                     as std::pin::Pin<Box<dyn Future<Output = Result<Fact, LookupFailure>> + Send>>
             }
         };
+        // The impatient caller starts the fetch: its short wait must not bound
+        // the fetch the patient caller joins (the sleep outlasts its deadline
+        // plus FETCH_GRACE).
         let impatient = cache.get(
             &"repo",
             Instant::now() + Duration::from_millis(50),
+            soon(),
             slow.clone(),
         );
-        let patient = cache.get(&"repo", soon(), slow);
+        let patient = cache.get(&"repo", soon(), soon(), slow);
         let (impatient, patient) = tokio::join!(impatient, patient);
         assert_eq!(impatient, Err(LookupFailure::Timeout));
         assert_eq!(patient, Ok(Fact::Found(7)));
@@ -505,13 +526,13 @@ mod tests {
         let cache = quickly_stale(&metrics);
         let calls = Arc::new(AtomicUsize::new(0));
         cache
-            .get(&"repo", soon(), fetch(&calls, Ok(Fact::Found(1))))
+            .get(&"repo", soon(), soon(), fetch(&calls, Ok(Fact::Found(1))))
             .await
             .ok();
         tokio::time::sleep(Duration::from_millis(200)).await;
 
         let answers = futures::future::join_all(
-            (0..20).map(|_| cache.get(&"repo", soon(), fetch(&calls, Ok(Fact::Found(2))))),
+            (0..20).map(|_| cache.get(&"repo", soon(), soon(), fetch(&calls, Ok(Fact::Found(2))))),
         )
         .await;
         assert!(answers.iter().all(|a| a == &Ok(Fact::Found(2))));
@@ -520,7 +541,7 @@ mod tests {
         assert_eq!(requests(&metrics, CacheResult::Miss), 21);
 
         let again = cache
-            .get(&"repo", soon(), fetch(&calls, Ok(Fact::Found(3))))
+            .get(&"repo", soon(), soon(), fetch(&calls, Ok(Fact::Found(3))))
             .await;
         assert_eq!(again, Ok(Fact::Found(2)), "the refreshed answer is fresh");
         assert_eq!(requests(&metrics, CacheResult::Hit), 1);
@@ -532,7 +553,7 @@ mod tests {
         let cache = quickly_stale(&metrics);
         let calls = Arc::new(AtomicUsize::new(0));
         cache
-            .get(&"repo", soon(), fetch(&calls, Ok(Fact::Found(1))))
+            .get(&"repo", soon(), soon(), fetch(&calls, Ok(Fact::Found(1))))
             .await
             .ok();
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -540,6 +561,7 @@ mod tests {
         let answers = futures::future::join_all((0..20).map(|_| {
             cache.get(
                 &"repo",
+                soon(),
                 soon(),
                 fetch(&calls, Err(LookupFailure::Throttled)),
             )
@@ -555,7 +577,7 @@ mod tests {
         let cache = quickly_stale(&RegistryMetrics::default());
         let calls = Arc::new(AtomicUsize::new(0));
         cache
-            .get(&"repo", soon(), fetch(&calls, Ok(Fact::Found(1))))
+            .get(&"repo", soon(), soon(), fetch(&calls, Ok(Fact::Found(1))))
             .await
             .ok();
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -565,7 +587,10 @@ mod tests {
             Ok(Fact::Found(2))
         };
         let deadline = Instant::now() + Duration::from_millis(50);
-        assert_eq!(cache.get(&"repo", deadline, slow).await, Ok(Fact::Found(1)));
+        assert_eq!(
+            cache.get(&"repo", deadline, deadline, slow).await,
+            Ok(Fact::Found(1))
+        );
     }
 
     #[tokio::test]
@@ -584,7 +609,7 @@ mod tests {
         let cache = cache(Duration::ZERO);
         let calls = Arc::new(AtomicUsize::new(0));
         cache
-            .get(&"repo", soon(), fetch(&calls, Ok(Fact::Found(1))))
+            .get(&"repo", soon(), soon(), fetch(&calls, Ok(Fact::Found(1))))
             .await
             .ok();
         cache.in_flight.run_pending_tasks().await;

@@ -363,17 +363,22 @@ impl Registry {
     }
 
     async fn lookup_uninstrumented(&self, repo: &EcrRepository, deadline: Instant) -> Lookup {
+        // The caller waits until its own deadline, but a fetch it starts is shared
+        // by every caller that joins it: it gets the full --lookup-timeout, so a
+        // review with little time left (a short `?timeout=`) cannot make the
+        // reviews waiting on the same repository or key fail with it.
+        let fetch_deadline = deadline.max(Instant::now() + self.inner.config.lookup_timeout);
         let record = self
             .inner
             .repositories
-            .get(&RepositoryKey::new(repo), deadline, || {
+            .get(&RepositoryKey::new(repo), deadline, fetch_deadline, || {
                 let registry = self.clone();
                 let repo = repo.clone();
                 async move {
                     let record = registry
                         .inner
                         .aws
-                        .describe_repository(&repo, deadline)
+                        .describe_repository(&repo, fetch_deadline)
                         .await?;
                     Ok(registry.share_arn(record))
                 }
@@ -392,11 +397,11 @@ impl Registry {
             KmsKey::Arn(arn) => Some(
                 self.inner
                     .keys
-                    .get(&arn, deadline, || {
+                    .get(&arn, deadline, fetch_deadline, || {
                         let aws = Arc::clone(&self.inner.aws);
                         let arn = Arc::clone(&arn);
                         async move {
-                            let lookup = aws.describe_key(&arn, deadline).await?;
+                            let lookup = aws.describe_key(&arn, fetch_deadline).await?;
                             Ok(KeyRecord { arn, lookup })
                         }
                     })
