@@ -191,7 +191,7 @@ def out(line=""):
 
 def field(name, text, first_indent=2):
     """`  name      text…` wrapped at WIDTH, continuation lines aligned under the text."""
-    lead = " " * first_indent + f"{name:<9} "
+    lead = " " * first_indent + f"{name:<10} "
     lines = textwrap.wrap(text, WIDTH, initial_indent=lead, subsequent_indent=" " * len(lead),
                           break_long_words=True, break_on_hyphens=False) or [lead.rstrip()]
     for line in lines:
@@ -226,7 +226,8 @@ def render(case, answer, report, repos, policies, namespaces):
             field("policy", f"{name} ({mode}): passes")
             continue
         verb = {"Enforce": "denies", "Warn": "warns", "DryRun": "would deny (recorded, admitted)"}
-        details = "; ".join(f"{c}: {w}" if c else w for c, w in map(requirement, found))
+        several = len(containers) > 1  # name the container only when there is a choice
+        details = "; ".join(f"{c}: {w}" if c and several else w for c, w in map(requirement, found))
         field("policy", f"{name} ({mode}) {verb.get(found[0]['mode'], found[0]['mode'])}: {details}")
     for note in report.get("warnings", []):
         field("note", note)
@@ -279,9 +280,9 @@ def main():
         out(f"==> ecr-guard serve on https://127.0.0.1:{port}/validate (admin http://127.0.0.1:{admin})")
         policies = load_policies()
         namespaces = load_namespaces()
-        out("    policies: " + ", ".join(f"{n} ({m})" for n, m, _ in policies))
-        out("    namespaces: " + ", ".join(
-            f"{n} {{{', '.join(f'{k}: {v}' for k, v in l.items())}}}" for n, l in namespaces.items()))
+        field("policies", ", ".join(f"{n} ({m})" for n, m, _ in policies), 4)
+        field("namespaces", ", ".join(
+            f"{n} {{{', '.join(f'{k}: {v}' for k, v in l.items())}}}" for n, l in namespaces.items()), 4)
         log = open(os.path.join(work, "ecr-guard.log"), "w")
         procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
         wait_http(f"http://127.0.0.1:{admin}/readyz")
@@ -314,7 +315,8 @@ def main():
 
         out()
         out("ECR images are shown without their registry host; `facts` is what the emulator holds.")
-        out("A policy's mode (Enforce, Warn, DryRun) is the policy's; a dryRun request is kubectl's.")
+        out("A policy's mode (Enforce, Warn, DryRun) is the policy's; a dryRun request is kubectl's")
+        out("(kubectl apply --dry-run=server): judged like any other, it only records no Event.")
         out()
         out(f"{'NAMESPACE':<10} {'OBJECT':<20} {'REQUEST':<46} DECISION")
         out("-" * WIDTH)
