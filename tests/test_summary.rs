@@ -69,8 +69,13 @@ fn a_build_error_fails_with_zero_counts_and_says_why() {
 
 #[test]
 fn make_test_runs_the_summary_last_without_stopping_at_the_first_failing_binary() {
+    // Run from inside `make test`, make's own variables would be inherited and
+    // the nested make would announce its directory: drop them.
     let out = Command::new("make")
-        .args(["-n", "test", "CARGO=cargo"])
+        .args(["--no-print-directory", "-n", "test", "CARGO=cargo"])
+        .env_remove("MAKEFLAGS")
+        .env_remove("MFLAGS")
+        .env_remove("MAKELEVEL")
         .current_dir(root())
         .output()
         .expect("make -n test");
