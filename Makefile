@@ -19,7 +19,8 @@ build:
 demo: tools build
 	$(PYTHON) scripts/demo.py --binary "$$($(CARGO) metadata --format-version 1 --no-deps | $(PYTHON) -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/ecr-guard"
 
-## test: formatting, lints, unit + integration tests (moto, HTTPS, chart), fuzz targets build
+## test: formatting, lints, unit + integration tests (moto, HTTPS, chart), fuzz targets build;
+## the last line is "N passed, N failed" over every test binary (scripts/test-summary.sh)
 test: tools lint fuzz-build unit
 
 lint:
@@ -27,7 +28,7 @@ lint:
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
 unit:
-	$(CARGO) test --locked --all-targets
+	bash scripts/test-summary.sh $(CARGO) test --locked --all-targets --no-fail-fast
 
 ## fuzz-build: the cargo-fuzz targets compile (running them: see fuzz/README.md)
 fuzz-build:

@@ -1,13 +1,20 @@
 #!/usr/bin/env python3
 """make demo: ecr-guard as a real HTTPS webhook against a local ECR/KMS emulator.
 
-1. starts the moto server (the ECR + KMS emulator) on a free loopback port and
+1. starts the local ECR/KMS emulator of scripts/emulator.py (moto, plus a proxy
+   answering for the AWS-managed aws/ecr key, which moto cannot model) and
    creates repositories and keys through the real AWS API;
 2. starts `ecr-guard serve` with the example policies and namespace labels,
    pointed at the emulator (AWS_ENDPOINT_URL), with a generated certificate;
 3. sends it AdmissionReviews, shaped like the ones a kube-apiserver sends, for
-   several Pods and a Deployment over HTTPS, and prints what it answered;
+   several Pods and a Deployment over HTTPS, and prints one row per object: the
+   webhook's decision, each image with its repository's facts (once), each
+   policy that applies and how it judged, and the hints; the per-policy detail
+   and hints come from `ecr-guard check --output json` on the same objects, and
+   the demo fails if its decisions differ from the webhook's;
 4. stops everything it started.
+
+Every line fits 100 columns.
 """
 import argparse
 import json
@@ -24,12 +31,18 @@ import time
 import urllib.request
 import uuid
 
-import boto3
+import yaml
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import emulator as emu  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ACCOUNT = "123456789012"
-REGION = "us-east-1"
-HOST = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
+REGION = emu.REGION
+HOST = emu.HOST
+WIDTH = 100
+EXAMPLES = os.path.join(ROOT, "manifests", "examples")
+POLICY_FILES = ("regulated-require-cmk.yaml", "prod-require-kms.yaml", "staging-dry-run.yaml")
+NAMESPACES_FILE = os.path.join(EXAMPLES, "namespaces.yaml")
 
 
 def free_port():
@@ -50,40 +63,6 @@ def wait_http(url, timeout=30.0, ctx=None, expect=200):
             last = e
         time.sleep(0.1)
     raise SystemExit(f"timed out waiting for {url}: {last}")
-
-
-def seed(endpoint):
-    """Repositories of every kind the policies care about, created through the AWS API."""
-    kw = dict(endpoint_url=endpoint, region_name=REGION, aws_access_key_id="demo", aws_secret_access_key="demo")
-    ecr, kms = boto3.client("ecr", **kw), boto3.client("kms", **kw)
-
-    rotating = kms.create_key(Description="payments CMK")["KeyMetadata"]
-    kms.enable_key_rotation(KeyId=rotating["KeyId"])
-    static = kms.create_key(Description="shop CMK without rotation")["KeyMetadata"]
-    disabled = kms.create_key(Description="legacy CMK, disabled")["KeyMetadata"]
-    kms.enable_key_rotation(KeyId=disabled["KeyId"])
-    kms.disable_key(KeyId=disabled["KeyId"])  # moto needs the key id here, not the ARN
-
-    def repo(name, **enc):
-        args = {"repositoryName": name}
-        if enc:
-            args["encryptionConfiguration"] = enc
-        ecr.create_repository(**args)
-
-    repo("payments/ledger", encryptionType="KMS", kmsKey=rotating["Arn"])
-    repo("payments/api")  # no configuration: AES256
-    repo("payments/legacy", encryptionType="KMS", kmsKey=disabled["Arn"])
-    repo("shop/frontend", encryptionType="KMS", kmsKey=static["Arn"])
-    # KMS with the AWS-managed aws/ecr key. moto invents a key ARN its own KMS does
-    # not know, so ecr-guard (rightly) reports it as a key it cannot describe.
-    repo("shop/catalog", encryptionType="KMS")
-    return {
-        "payments/ledger": "KMS, customer key, rotation on",
-        "payments/api": "AES256",
-        "payments/legacy": "KMS, customer key DISABLED",
-        "shop/frontend": "KMS, customer key, rotation off",
-        "shop/catalog": "KMS, AWS-managed key (see note)",
-    }
 
 
 def pod_review(namespace, name, containers, operation="CREATE", dry_run=False):
@@ -133,6 +112,130 @@ def send(url, ctx, body):
         return json.load(r)["response"]
 
 
+def load_policies():
+    """[(name, mode, namespaceSelector)] of the example policies, in file order."""
+    policies = []
+    for f in POLICY_FILES:
+        with open(os.path.join(EXAMPLES, f)) as fh:
+            for doc in yaml.safe_load_all(fh):
+                if doc:
+                    spec = doc.get("spec", {})
+                    policies.append((doc["metadata"]["name"], spec.get("mode", "Enforce"),
+                                     spec.get("namespaceSelector") or {}))
+    return policies
+
+
+def load_namespaces():
+    with open(NAMESPACES_FILE) as fh:
+        items = yaml.safe_load(fh)["items"]
+    return {i["metadata"]["name"]: i["metadata"].get("labels") or {} for i in items}
+
+
+def selects(selector, labels):
+    """A Kubernetes label selector (matchLabels, matchExpressions) against labels.
+
+    Only to say which policies apply to a row; the verdicts are ecr-guard's."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for e in selector.get("matchExpressions") or []:
+        key, op, values = e["key"], e["operator"], e.get("values") or []
+        ok = {"In": key in labels and labels[key] in values,
+              "NotIn": not (key in labels and labels[key] in values),
+              "Exists": key in labels,
+              "DoesNotExist": key not in labels}[op]
+        if not ok:
+            return False
+    return True
+
+
+def check_reports(binary, env, objects, work):
+    """`ecr-guard check --output json` on the objects: [UnitReport] in input order."""
+    path = os.path.join(work, "objects.yaml")
+    with open(path, "w") as fh:
+        yaml.safe_dump_all(objects, fh)
+    cmd = [binary, "check", "--output", "json", "-f", path, "--namespaces-file", NAMESPACES_FILE]
+    for f in POLICY_FILES:
+        cmd += ["--policy-file", os.path.join(EXAMPLES, f)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    if out.returncode not in (0, 1):
+        raise SystemExit(f"ecr-guard check failed ({out.returncode}):\n{out.stderr}")
+    return json.loads(out.stdout)["results"]
+
+
+def short_image(image):
+    return image[len(HOST) + 1:] if image.startswith(HOST + "/") else image
+
+
+def facts_of(image, repos):
+    if not image.startswith(HOST + "/"):
+        return "not in ECR"
+    repo = short_image(image).rsplit(":", 1)[0]
+    return repos.get(repo, "no such repository in the emulator")
+
+
+def requirement(violation):
+    """`policy P allows only KMS` → `allows only KMS`, with the container when it matters."""
+    message = violation["message"]
+    container = ""
+    if message.startswith('container "'):
+        container = message.split('"', 2)[1]
+    marker = f"policy {violation['policy']} "
+    what = message.split("; " + marker, 1)[1] if ("; " + marker) in message else message
+    return container, what
+
+
+def out(line=""):
+    assert len(line) <= WIDTH, f"demo line over {WIDTH} columns: {line!r}"
+    print(line)
+
+
+def field(name, text, first_indent=2):
+    """`  name      text…` wrapped at WIDTH, continuation lines aligned under the text."""
+    lead = " " * first_indent + f"{name:<10} "
+    lines = textwrap.wrap(text, WIDTH, initial_indent=lead, subsequent_indent=" " * len(lead),
+                          break_long_words=True, break_on_hyphens=False) or [lead.rstrip()]
+    for line in lines:
+        out(line)
+
+
+def render(case, answer, report, repos, policies, namespaces):
+    ns, obj, request, containers = case["namespace"], case["object"], case["request"], case["containers"]
+    if not answer["allowed"]:
+        decision = "DENIED"
+    elif answer.get("warnings"):
+        decision = "ALLOWED, WARNED"
+    else:
+        decision = "ALLOWED"
+    out(f"{ns:<10} {obj:<20} {request:<46} {decision}")
+    for name, image in containers:
+        field("image", f"{name}: {short_image(image)}")
+        field("facts", facts_of(image, repos))
+    by_policy = {}
+    for v in report["violations"]:
+        by_policy.setdefault(v["policy"], []).append(v)
+    labels = namespaces.get(ns, {})
+    applying = [(n, m) for n, m, sel in policies if selects(sel, labels)]
+    for v in report["violations"]:  # a policy the selector table missed: show it anyway
+        if v["policy"] not in [n for n, _ in applying]:
+            applying.append((v["policy"], v["mode"]))
+    if not applying:
+        field("policy", "none applies to this namespace")
+    for name, mode in applying:
+        found = by_policy.get(name, [])
+        if not found:
+            field("policy", f"{name} ({mode}): passes")
+            continue
+        verb = {"Enforce": "denies", "Warn": "warns", "DryRun": "would deny (recorded, admitted)"}
+        several = len(containers) > 1  # name the container only when there is a choice
+        details = "; ".join(f"{c}: {w}" if c and several else w for c, w in map(requirement, found))
+        field("policy", f"{name} ({mode}) {verb.get(found[0]['mode'], found[0]['mode'])}: {details}")
+    for note in report.get("warnings", []):
+        field("note", note)
+    for hint in report["hints"] or ["-"]:
+        field("hint", hint)
+    out()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", default=os.path.join(ROOT, "target", "debug", "ecr-guard"))
@@ -142,6 +245,7 @@ def main():
 
     work = tempfile.mkdtemp(prefix="ecr-guard-demo-")
     procs = []
+    emulator = emu.Emulator()
 
     def stop():
         for p in reversed(procs):
@@ -151,82 +255,90 @@ def main():
                     p.wait(10)
                 except subprocess.TimeoutExpired:
                     p.kill()
+        emulator.stop()
         shutil.rmtree(work, ignore_errors=True)
 
     try:
-        moto_port = free_port()
-        endpoint = f"http://127.0.0.1:{moto_port}"
-        print(f"==> ECR/KMS emulator (moto) on {endpoint}")
-        procs.append(subprocess.Popen([os.path.join(ROOT, ".venv", "bin", "moto_server"), "-H", "127.0.0.1", "-p", str(moto_port)],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_http(endpoint + "/moto-api/")
-        repos = seed(endpoint)
+        emulator.start()
+        out(f"==> ECR/KMS emulator on {emulator.endpoint}: moto, behind a proxy that answers KMS")
+        out("    for the AWS-managed aws/ecr key the way AWS does (moto cannot model AWS-managed keys)")
+        repos = emulator.seed()
+        emulator.serve()
+        out(f"    repositories in {HOST}:")
         for name, what in repos.items():
-            print(f"    {HOST}/{name:<18} {what}")
+            out(f"      {name:<16} {what}")
 
         port, admin = free_port(), free_port()
         ca = os.path.join(work, "ca.pem")
-        examples = os.path.join(ROOT, "manifests", "examples")
         cmd = [args.binary, "serve", "--listen", f"127.0.0.1:{port}", "--metrics-listen", f"127.0.0.1:{admin}",
-               "--write-ca", ca, "--namespaces-file", os.path.join(examples, "namespaces.yaml")]
-        for f in ("regulated-require-cmk.yaml", "prod-require-kms.yaml", "staging-dry-run.yaml"):
-            cmd += ["--policy-file", os.path.join(examples, f)]
-        env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="demo", AWS_SECRET_ACCESS_KEY="demo",
+               "--write-ca", ca, "--namespaces-file", NAMESPACES_FILE]
+        for f in POLICY_FILES:
+            cmd += ["--policy-file", os.path.join(EXAMPLES, f)]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ECR_GUARD_"))}
+        env.update(AWS_ENDPOINT_URL=emulator.endpoint, AWS_ACCESS_KEY_ID="demo", AWS_SECRET_ACCESS_KEY="demo",
                    AWS_REGION=REGION, ECR_GUARD_LOG_LEVEL="warn")
-        print(f"==> ecr-guard serve on https://127.0.0.1:{port}/validate (admin http://127.0.0.1:{admin})")
-        print("    policies: regulated-require-cmk (Enforce), prod-require-kms (Enforce),")
-        print("              prod-warn-key-rotation (Warn), staging-dry-run (DryRun)")
-        print("    namespaces: payments {compliance: regulated, env: prod}, shop {env: prod},")
-        print("                staging {env: staging}, dev {}")
+        out(f"==> ecr-guard serve on https://127.0.0.1:{port}/validate (admin http://127.0.0.1:{admin})")
+        policies = load_policies()
+        namespaces = load_namespaces()
+        field("policies", ", ".join(f"{n} ({m})" for n, m, _ in policies), 4)
+        field("namespaces", ", ".join(
+            f"{n} {{{', '.join(f'{k}: {v}' for k, v in l.items())}}}" for n, l in namespaces.items()), 4)
         log = open(os.path.join(work, "ecr-guard.log"), "w")
         procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
         wait_http(f"http://127.0.0.1:{admin}/readyz")
         ctx = ssl.create_default_context(cafile=ca)
         url = f"https://localhost:{port}/validate"
 
-        e = lambda r, t="1.0": f"{HOST}/{r}:{t}"
+        e = lambda r, t="1.0": f"{HOST}/{r}:{t}"  # noqa: E731
+        server_dry_run = "CREATE, dryRun (kubectl --dry-run=server)"
         cases = [
-            ("payments", "Pod/ledger", pod_review("payments", "ledger", [("ledger", e("payments/ledger"))])),
-            ("payments", "Pod/api", pod_review("payments", "api", [("api", e("payments/api", "1.4"))])),
-            ("payments", "Deployment/legacy", deployment_review("payments", "legacy", [("legacy", e("payments/legacy"))])),
-            ("payments", "Pod/debug", pod_review("payments", "debug", [("ledger", e("payments/ledger")), ("shell", "busybox:1.36")])),
-            ("shop", "Pod/frontend", pod_review("shop", "frontend", [("web", e("shop/frontend"))])),
-            ("shop", "Pod/catalog", pod_review("shop", "catalog", [("catalog", e("shop/catalog"))])),
-            ("staging", "Pod/api", pod_review("staging", "api", [("api", e("payments/api", "1.5-rc1"))])),
-            ("staging", "Pod/api (dry-run)", pod_review("staging", "api", [("api", e("payments/api"))], dry_run=True)),
-            ("dev", "Pod/anything", pod_review("dev", "anything", [("app", "nginx:1.27")])),
+            ("payments", "Pod", "ledger", "CREATE", [("ledger", e("payments/ledger"))]),
+            ("payments", "Pod", "api", "CREATE", [("api", e("payments/api", "1.4"))]),
+            ("payments", "Deployment", "legacy", "CREATE", [("legacy", e("payments/legacy"))]),
+            ("payments", "Pod", "debug", "CREATE", [("ledger", e("payments/ledger")), ("shell", "busybox:1.36")]),
+            ("shop", "Pod", "frontend", "CREATE", [("web", e("shop/frontend"))]),
+            ("shop", "Pod", "catalog", "CREATE", [("catalog", e("shop/catalog"))]),
+            ("staging", "Pod", "api", "CREATE", [("api", e("payments/api", "1.5-rc1"))]),
+            ("staging", "Pod", "api", server_dry_run, [("api", e("payments/api"))]),
+            ("dev", "Pod", "anything", "CREATE", [("app", "nginx:1.27")]),
         ]
-        print()
-        print(f"{'NAMESPACE':<10} {'OBJECT':<20} {'DECISION':<9} WHY")
-        print("-" * 142)
-        for ns, what, body in cases:
-            r = send(url, ctx, body)
-            assert r["uid"] == body["request"]["uid"], "uid must be echoed"
-            if not r["allowed"]:
-                decision, detail = "DENIED", r["status"]["message"].splitlines()
-            elif r.get("warnings"):
-                decision, detail = "WARNED", r["warnings"]
-            elif r.get("auditAnnotations"):
-                decision = "DRY-RUN"
-                detail = ["admitted; would have been denied:"] + json.loads(next(iter(r["auditAnnotations"].values())))
+        rows = []
+        for ns, kind, name, request, containers in cases:
+            if kind == "Deployment":
+                body = deployment_review(ns, name, containers)
             else:
-                decision, detail = "ALLOWED", ["no policy violated"]
-            first = True
-            for line in detail:
-                for part in textwrap.wrap(line, 100, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False) or [""]:
-                    print(f"{ns if first else '':<10} {what if first else '':<20} {decision if first else '':<9} {part}")
-                    first = False
-            print()
+                body = pod_review(ns, name, containers, dry_run=request == server_dry_run)
+            rows.append({"namespace": ns, "object": f"{kind}/{name}", "request": request,
+                         "containers": containers, "body": body})
+        reports = check_reports(args.binary, env, [r["body"]["request"]["object"] for r in rows], work)
+        assert len(reports) == len(rows), f"check judged {len(reports)} objects, the demo sent {len(rows)}"
+
+        out()
+        out("ECR images are shown without their registry host; `facts` is what the emulator holds.")
+        out("A policy's mode (Enforce, Warn, DryRun) is the policy's; a dryRun request is kubectl's")
+        out("(kubectl apply --dry-run=server): judged like any other, it only records no Event.")
+        out()
+        out(f"{'NAMESPACE':<10} {'OBJECT':<20} {'REQUEST':<46} DECISION")
+        out("-" * WIDTH)
+        for row, report in zip(rows, reports):
+            answer = send(url, ctx, row["body"])
+            assert answer["uid"] == row["body"]["request"]["uid"], "uid must be echoed"
+            webhook_denied = not answer["allowed"]
+            assert webhook_denied == (report["decision"] == "denied"), (
+                f"{row['object']}: the webhook and `ecr-guard check` disagree")
+            render(row, answer, report, repos, policies, namespaces)
         with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5) as r:
-            metrics = [l for l in r.read().decode().splitlines()
-                       if l.startswith(("ecr_guard_admission_requests_total", "ecr_guard_aws_calls_total"))]
-        print("==> a few metrics from /metrics")
-        for l in metrics:
-            print("    " + l)
-        print()
-        print("Note: moto (the emulator) does not model AWS-managed KMS keys: the aws/ecr key of a")
-        print("KMS-default repository does not exist in its KMS, so shop/catalog shows as a key ecr-guard")
-        print("cannot describe. On AWS, DescribeKey reports KeyManager=AWS and prod-require-kms admits it.")
+            metrics = [line for line in r.read().decode().splitlines()
+                       if line.startswith(("ecr_guard_admission_requests_total", "ecr_guard_aws_calls_total"))]
+        out("==> a few metrics from /metrics")
+        for line in metrics:
+            for part in textwrap.wrap(line, WIDTH - 4, break_long_words=True):
+                out("    " + part)
+        out()
+        filled = sorted({op for op, _ in emulator.filled})
+        out(f"==> emulator gap filled: the proxy answered {len(emulator.filled)} KMS call(s) "
+            f"({', '.join(filled) or 'none'})")
+        out("    for shop/catalog's aws/ecr key with KeyManager AWS, as AWS does; moto alone cannot.")
     finally:
         stop()
 
