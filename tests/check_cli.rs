@@ -933,5 +933,11 @@ fn serve_refuses_to_start_on_a_misspelt_policy_field() {
         ) && err.contains("spec.namespaceSelecter: unknown field, did you mean namespaceSelector?"),
         "{err}"
     );
+    // Said once: a fatal error is one log line, not a log line and an echo.
+    assert_eq!(
+        err.matches("spec.namespaceSelecter: unknown field").count(),
+        1,
+        "{err}"
+    );
     assert!(!ca.exists(), "nothing is written before the policies load");
 }
