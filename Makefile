@@ -20,19 +20,22 @@ demo: tools build
 	$(PYTHON) scripts/demo.py --binary "$$($(CARGO) metadata --format-version 1 --no-deps | $(PYTHON) -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/ecr-guard"
 
 ## test: formatting, lints, unit + integration tests (moto, HTTPS, chart), fuzz targets build;
-## the last line is "N passed, N failed" over every test binary (scripts/test-summary.sh)
+## the last line is "N passed, N failed" over every test binary (scripts/test-summary.sh).
+## Every cargo step names the whole workspace (the crate and fuzz/) and all targets, so
+## they resolve the same features and build the dependency tree once.
 test: tools lint fuzz-build unit
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
 unit:
-	bash scripts/test-summary.sh $(CARGO) test --locked --all-targets --no-fail-fast
+	bash scripts/test-summary.sh $(CARGO) test --locked --workspace --all-targets --no-fail-fast
 
-## fuzz-build: the cargo-fuzz targets compile (running them: see fuzz/README.md)
+## fuzz-build: the cargo-fuzz targets compile (running them: see fuzz/README.md); built with
+## every other target so that `unit` finds its test binaries built with the same features
 fuzz-build:
-	$(CARGO) build --locked --manifest-path fuzz/Cargo.toml
+	$(CARGO) build --locked --workspace --all-targets
 
 ## soak: the full soak (20,000 reviews, concurrency 64, 20% of AWS calls faulted)
 soak: tools

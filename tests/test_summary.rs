@@ -87,7 +87,9 @@ fn make_test_runs_the_summary_last_without_stopping_at_the_first_failing_binary(
     let plan = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         plan.lines().last(),
-        Some("bash scripts/test-summary.sh cargo test --locked --all-targets --no-fail-fast"),
+        Some(
+            "bash scripts/test-summary.sh cargo test --locked --workspace --all-targets --no-fail-fast"
+        ),
         "{plan}"
     );
 }
