@@ -29,8 +29,10 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
+## unit: every target with tests, of every member; not --all-targets, which would
+## also select the fuzz binaries and run libFuzzer until it is stopped
 unit:
-	bash scripts/test-summary.sh $(CARGO) test --locked --workspace --all-targets --no-fail-fast
+	bash scripts/test-summary.sh $(CARGO) test --locked --workspace --tests --benches --examples --no-fail-fast
 
 ## fuzz-build: the cargo-fuzz targets compile (running them: see fuzz/README.md); built with
 ## every other target so that `unit` finds its test binaries built with the same features

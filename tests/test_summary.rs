@@ -88,7 +88,7 @@ fn make_test_runs_the_summary_last_without_stopping_at_the_first_failing_binary(
     assert_eq!(
         plan.lines().last(),
         Some(
-            "bash scripts/test-summary.sh cargo test --locked --workspace --all-targets --no-fail-fast"
+            "bash scripts/test-summary.sh cargo test --locked --workspace --tests --benches --examples --no-fail-fast"
         ),
         "{plan}"
     );
