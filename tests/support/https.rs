@@ -96,14 +96,7 @@ pub async fn send(
         .body(Full::new(Bytes::from(body)))
         .unwrap();
     let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-    let status = resp.status().as_u16();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    Ok(Response { status, body })
+    read_response(resp).await
 }
 
 pub async fn post_review(addr: SocketAddr, ca_pem: &str, review: &serde_json::Value) -> Response {
@@ -189,14 +182,7 @@ where
         .body(body)
         .unwrap();
     let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-    let status = resp.status().as_u16();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    Ok(Response { status, body })
+    read_response(resp).await
 }
 
 /// A request body that keeps sending `total` bytes of spaces in 64 KiB chunks,
@@ -247,4 +233,16 @@ impl hyper::body::Body for Streaming {
             hyper::body::SizeHint::default()
         }
     }
+}
+
+/// Status and whole body of an answer, from either protocol's sender.
+async fn read_response(resp: hyper::Response<hyper::body::Incoming>) -> Result<Response, String> {
+    let status = resp.status().as_u16();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok(Response { status, body })
 }
