@@ -296,7 +296,12 @@ fn readme_commands_run_as_written() {
     let readme = readme();
     let blocks = blocks(&readme);
     let mut script =
-        String::from("set -u\ntrap 'kill $(jobs -p) 2>/dev/null; wait' EXIT\nOUT=\"$1\"\n");
+        // On exit, stop what the README left running; whatever has not exited
+        // 30 s later (ecr-guard's shutdown delay is 10 s) is killed, so one
+        // stuck process cannot hold the session (and the test) until its timeout.
+        String::from(
+            "set -u\ntrap 'kill $(jobs -p) 2>/dev/null; for _ in $(seq 150); do [ -z \"$(jobs -pr)\" ] && break; sleep 0.2; done; kill -KILL $(jobs -pr) 2>/dev/null; wait' EXIT\nOUT=\"$1\"\n",
+        );
     let mut provided = Vec::new();
     let mut checked = 0;
     for block in run_blocks(&blocks) {
