@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -24,14 +23,6 @@ metadata: {name: strict}
 spec:
   rules: {allowedEncryptionTypes: [KMS], requireKeyRotation: true}
 ";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The fake credentials and moto as every AWS endpoint; nothing from the
 /// developer's own AWS configuration.
@@ -74,7 +65,7 @@ async fn serve_at_trace_level_never_logs_credentials() {
     let policy = dir.path().join("policy.yaml");
     std::fs::write(&policy, POLICY).unwrap();
     let ca = dir.path().join("ca.pem");
-    let (listen, admin) = (free_port(), free_port());
+    let (listen, admin) = (support::free_port(), support::free_port());
     let stdout = std::fs::File::create(dir.path().join("stdout")).unwrap();
     let stderr = std::fs::File::create(dir.path().join("stderr")).unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_ecr-guard"));

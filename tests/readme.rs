@@ -21,6 +21,8 @@
 //! replacement must apply at least once. The emulator the README starts is the
 //! real scripts/emulator.py (moto seeded through the AWS API with boto3).
 
+mod support;
+
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -250,13 +252,6 @@ fn the_parser_reads_commands_comments_and_markers() {
     assert_eq!(second[0].expectation(), Some((0, None)));
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a probe socket")
-        .port()
-}
-
 /// Replaces `from` where it stands as a whole token (not inside a longer number).
 fn replace_token(text: &str, from: &str, to: &str) -> (String, usize) {
     let mut out = String::with_capacity(text.len());
@@ -359,7 +354,7 @@ fn readme_commands_run_as_written() {
     for (from, to) in SUBSTITUTIONS {
         let to = match *to {
             "ca" => ca.display().to_string(),
-            _ => free_port().to_string(),
+            _ => support::free_port().to_string(),
         };
         let (replaced, count) = replace_token(&script, from, &to);
         assert!(

@@ -23,10 +23,7 @@ spec:
 ";
 
 fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    SocketAddr::from(([127, 0, 0, 1], support::free_port()))
 }
 
 fn pod_review(uid: &str, image: &str) -> serde_json::Value {

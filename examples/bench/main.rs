@@ -25,6 +25,8 @@ mod https;
 #[path = "../../tests/support/moto.rs"]
 #[allow(dead_code)]
 mod moto;
+#[path = "../../tests/support/ports.rs"]
+mod ports;
 #[path = "../../tests/support/proxy.rs"]
 #[allow(dead_code)]
 mod proxy;
@@ -35,6 +37,8 @@ mod fixtures;
 mod cold;
 mod serve;
 mod warm;
+
+use ports::free_port;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -81,7 +85,7 @@ fn args() -> Args {
 /// The floor server (`examples/floor.rs`) with `extra` arguments, once it
 /// accepts connections: the child and its URL.
 async fn start_floor(extra: &[&str]) -> (std::process::Child, String) {
-    let port = serve::free_port();
+    let port = free_port();
     let child = std::process::Command::new(sibling("examples/floor"))
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(extra)

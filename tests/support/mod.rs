@@ -5,11 +5,14 @@
 
 pub mod https;
 pub mod moto;
+pub mod ports;
 pub mod proxy;
 pub mod webhook;
 
 use ecr_guard::registry::{Registry, RegistryConfig, RegistryMetrics};
 use prometheus_client::encoding::text::encode;
+
+pub use ports::free_port;
 
 use moto::Moto;
 use proxy::Proxy;

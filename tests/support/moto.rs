@@ -17,7 +17,6 @@
 //!   `registryId` seeds a repository in another account.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -297,10 +296,7 @@ fn moto_server_path() -> PathBuf {
 
 /// Starts one moto on a probed port; `Err` with its output if it exits first.
 fn start_once(program: &PathBuf) -> Result<Moto, String> {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a probe socket on 127.0.0.1")
-        .port();
+    let port = super::free_port();
     let mut child = Command::new(program)
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .env("PYTHONUNBUFFERED", "1")
