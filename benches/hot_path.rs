@@ -21,10 +21,11 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use ecr_guard::admission::{Admission, Judge};
+use ecr_guard::admission::Admission;
 use ecr_guard::inventory::{Inventory, StaticInventory};
+use ecr_guard::judging::Judge;
 use ecr_guard::metrics::AdmissionMetrics;
-use ecr_guard::policy::{self, Options, Policy, Slot, Subject};
+use ecr_guard::policy::{self, ImageUse, Options, Policy, Slot};
 use ecr_guard::registry::{Registry, RegistryConfig, RegistryMetrics};
 
 fn image_parse(c: &mut Criterion) {
@@ -82,9 +83,9 @@ fn evaluate(c: &mut Criterion) {
         ),
     ]);
     let containers = fixtures::ten_container_pod();
-    let subjects: Vec<Subject> = containers
+    let image_uses: Vec<ImageUse> = containers
         .iter()
-        .map(|(name, image)| Subject::new(Slot::Container, name, image))
+        .map(|(name, image)| ImageUse::new(Slot::Container, name, image))
         .collect();
     let facts: HashMap<_, _> = fixtures::REPOSITORIES
         .iter()
@@ -92,7 +93,7 @@ fn evaluate(c: &mut Criterion) {
         .collect();
     let applicable = policy::applicable(&policies, &labels);
     assert_eq!(applicable.len(), 20, "every bench policy applies");
-    let verdict = policy::evaluate(&applicable, &subjects, &facts, Options::default());
+    let verdict = policy::evaluate(&applicable, &image_uses, &facts, Options::default());
     assert!(!verdict.is_denied(), "{:?}", verdict.denial_message());
 
     let mut group = c.benchmark_group("evaluate");
@@ -102,7 +103,7 @@ fn evaluate(c: &mut Criterion) {
             let applicable = policy::applicable(black_box(&policies), black_box(&labels));
             policy::evaluate(
                 &applicable,
-                black_box(&subjects),
+                black_box(&image_uses),
                 &facts,
                 Options::default(),
             )
@@ -112,7 +113,7 @@ fn evaluate(c: &mut Criterion) {
         b.iter(|| {
             black_box(&containers)
                 .iter()
-                .map(|(name, image)| Subject::new(Slot::Container, name, image))
+                .map(|(name, image)| ImageUse::new(Slot::Container, name, image))
                 .collect::<Vec<_>>()
         })
     });

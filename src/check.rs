@@ -8,11 +8,11 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::admission::Judge;
 use crate::admission::workload::{self, WorkloadKind};
 use crate::cli::{CheckArgs, OutputFormat};
 use crate::inventory::{Inventory, NAME_LABEL};
-use crate::policy::{self, Mode, Policy, Slot, Subject, Verdict};
+use crate::judging::Judge;
+use crate::policy::{self, ImageUse, Mode, Policy, Slot, Verdict};
 
 /// What `check` failed to do before it could judge anything (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +59,7 @@ pub struct Unit {
     pub namespace: String,
     pub kind: String,
     pub name: String,
-    pub subjects: Vec<Subject>,
+    pub image_uses: Vec<ImageUse>,
 }
 
 /// The judgement of one unit, as printed.
@@ -118,7 +118,7 @@ pub fn units(args: &CheckArgs) -> Result<Vec<Unit>, CheckError> {
             namespace: namespace.to_string(),
             kind: "Pod".into(),
             name: format!("(--image {image})"),
-            subjects: vec![Subject::new(
+            image_uses: vec![ImageUse::new(
                 Slot::Container,
                 container_name(image),
                 image.clone(),
@@ -311,12 +311,12 @@ fn manifest_unit(
         (None, Some(flag)) => flag.to_string(),
         (None, None) => DEFAULT_NAMESPACE.to_string(),
     };
-    let subjects = workload::subjects(workload, object).map_err(|e| format!("{name}: {e}"))?;
+    let image_uses = workload::image_uses(workload, object).map_err(|e| format!("{name}: {e}"))?;
     Ok(Unit {
         namespace,
         kind: workload.as_str().to_string(),
         name,
-        subjects,
+        image_uses,
     })
 }
 
@@ -344,7 +344,7 @@ pub fn require_valid_policies(inventory: &dyn Inventory) -> Result<(), CheckErro
 
 /// Judges every unit, noting whether its namespace is known and which policies
 /// judged it.
-pub async fn judge_all(
+pub async fn decide_all(
     inventory: &dyn Inventory,
     judge: &Judge,
     units: Vec<Unit>,
@@ -354,10 +354,10 @@ pub async fn judge_all(
     for unit in units {
         let namespace = inventory.namespace(&unit.namespace);
         let verdict = judge
-            .judge(&policies, &namespace.labels, &unit.subjects)
+            .decide(&policies, &namespace.labels, &unit.image_uses)
             .await;
         let in_namespace = policy::applicable(&policies, &namespace.labels);
-        let judged_by = judged_by(&in_namespace, &unit.subjects);
+        let judged_by = judged_by(&in_namespace, &unit.image_uses);
         let no_policy = judged_by
             .is_empty()
             .then(|| no_policy_reason(&unit, &in_namespace));
@@ -372,17 +372,17 @@ pub async fn judge_all(
 }
 
 /// The policies (of those selecting the namespace) that judge some of these
-/// subjects, as evaluation does: an invalid policy judges everything, an image
+/// image uses, as evaluation does: an invalid policy judges everything, an image
 /// that cannot be parsed is judged by every policy, others by their globs.
-fn judged_by(in_namespace: &[&Policy], subjects: &[Subject]) -> Vec<String> {
-    if subjects.is_empty() {
+fn judged_by(in_namespace: &[&Policy], image_uses: &[ImageUse]) -> Vec<String> {
+    if image_uses.is_empty() {
         return Vec::new();
     }
     in_namespace
         .iter()
         .filter(|p| {
             !p.is_valid()
-                || subjects.iter().any(|s| match &*s.image {
+                || image_uses.iter().any(|s| match &*s.image {
                     Ok(image) => p.selects_image(&image.name),
                     Err(_) => true,
                 })
@@ -392,7 +392,7 @@ fn judged_by(in_namespace: &[&Policy], subjects: &[Subject]) -> Vec<String> {
 }
 
 fn no_policy_reason(unit: &Unit, in_namespace: &[&Policy]) -> String {
-    if unit.subjects.is_empty() {
+    if unit.image_uses.is_empty() {
         return "it runs no images".to_string();
     }
     if in_namespace.is_empty() {
@@ -536,9 +536,9 @@ mod tests {
         let team = policy("team", serde_json::json!({"images": ["docker.io/team/*"]}));
         let broken = policy("broken", serde_json::json!({"images": ["team/[x"]}));
         assert!(!broken.is_valid());
-        let nginx = [Subject::new(Slot::Container, "c", "nginx:1.27")];
-        let mine = [Subject::new(Slot::Container, "c", "team/app:1")];
-        let unreadable = [Subject::new(Slot::Container, "c", "NGINX::")];
+        let nginx = [ImageUse::new(Slot::Container, "c", "nginx:1.27")];
+        let mine = [ImageUse::new(Slot::Container, "c", "team/app:1")];
+        let unreadable = [ImageUse::new(Slot::Container, "c", "NGINX::")];
         assert!(judged_by(&[&team], &nginx).is_empty());
         assert_eq!(judged_by(&[&team], &mine), ["team"]);
         assert_eq!(judged_by(&[&team], &unreadable), ["team"]);

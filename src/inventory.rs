@@ -240,7 +240,8 @@ mod tests {
     /// policy selecting `compliance=regulated` does not apply there.
     #[test]
     fn admission_logs_a_review_in_an_unknown_namespace_once_and_judges_it_as_before() {
-        use crate::admission::{Admission, Judge, NoFacts};
+        use crate::admission::Admission;
+        use crate::judging::{Judge, NoFacts};
         use crate::metrics::AdmissionMetrics;
         use crate::policy::{EcrEncryptionPolicySpec, NonEcrImages, Options};
         use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;

@@ -6,9 +6,9 @@ pub mod admission;
 pub mod check;
 pub mod cli;
 pub mod cluster;
-pub mod crd;
 pub mod image;
 pub mod inventory;
+pub mod judging;
 pub mod k8s_names;
 pub mod local;
 pub mod metrics;
@@ -16,5 +16,25 @@ pub mod policy;
 pub mod registry;
 pub mod run;
 pub mod server;
-pub mod text;
 pub mod tls;
+
+/// `text` cut after `max_chars` characters (on a char boundary) with `…` added;
+/// unchanged when it is not longer. For messages that repeat what a client
+/// sent or AWS answered.
+pub(crate) fn ellipsize(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ellipsize;
+
+    #[test]
+    fn cuts_long_text_on_a_char_boundary_and_keeps_short_text() {
+        assert_eq!(ellipsize("short", 5), "short");
+        assert_eq!(ellipsize("äöüäöü", 3), "äöü…");
+    }
+}

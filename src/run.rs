@@ -8,11 +8,12 @@ use anyhow::Context;
 use tokio::sync::OnceCell;
 use tracing::{error, info};
 
-use crate::admission::{Admission, FactSource, Judge, ViolationSink};
+use crate::admission::{Admission, ViolationSink};
 use crate::check;
 use crate::cli::{AwsArgs, CheckArgs, LogArgs, LogFormat, PolicySourceArgs, ServeArgs};
 use crate::cluster;
 use crate::inventory::Inventory;
+use crate::judging::{FactSource, Judge};
 use crate::metrics::{AdmissionMetrics, WebhookMetrics};
 use crate::policy::Options;
 use crate::registry::{Registry, RegistryConfig, RegistryMetrics};
@@ -243,7 +244,7 @@ async fn check_inner(args: CheckArgs) -> anyhow::Result<i32> {
         },
         args.aws.lookup_timeout,
     );
-    let reports = check::judge_all(inventory.as_ref(), &judge, units).await;
+    let reports = check::decide_all(inventory.as_ref(), &judge, units).await;
     let mut out = std::io::stdout().lock();
     let code = check::print(&reports, args.output, &mut out, &mut std::io::stderr())
         .context("failed to write the report")?;
@@ -253,7 +254,7 @@ async fn check_inner(args: CheckArgs) -> anyhow::Result<i32> {
 
 /// `ecr-guard crd`.
 pub fn crd() -> anyhow::Result<()> {
-    let yaml = crate::crd::yaml().context("failed to render the CRD")?;
+    let yaml = crate::policy::crd_yaml().context("failed to render the CRD")?;
     print!("{yaml}");
     Ok(())
 }
@@ -289,7 +290,7 @@ impl FactSource for LazyRegistry {
         deadline: tokio::time::Instant,
     ) -> futures::future::BoxFuture<
         '_,
-        std::collections::HashMap<crate::image::EcrRepository, crate::registry::facts::Lookup>,
+        std::collections::HashMap<crate::image::EcrRepository, crate::policy::facts::Lookup>,
     > {
         // Once the registry exists, box only its lookup: the future of `get()`
         // holds AWS's configuration loader (~12 KB), and boxing it too cost a

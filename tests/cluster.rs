@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, Method, Request, Response, StatusCode};
 use bytes::Bytes;
-use ecr_guard::admission::{Admission, Judge, NoFacts, RequestContext, ViolationSink};
+use ecr_guard::admission::{Admission, RequestContext, ViolationSink};
 use ecr_guard::cluster::{self, ClusterInventory, EventLimits, StatusWriter, events, status};
 use ecr_guard::inventory::Inventory;
+use ecr_guard::judging::{Judge, NoFacts};
 use ecr_guard::metrics::AdmissionMetrics;
 use ecr_guard::policy::{Finding, Mode, Options, Reason, Violation};
 use futures::StreamExt;
@@ -636,7 +637,7 @@ fn violation(policy: &str, mode: Mode, container: &str) -> Violation {
         policy: policy.to_string(),
         mode,
         reason: Reason::EncryptionType,
-        subject: Some((
+        image_use: Some((
             format!(
                 "container \"{container}\" image 123456789012.dkr.ecr.us-east-1.amazonaws.com/payments/api:1.4"
             ),
@@ -876,7 +877,7 @@ async fn admission_records_events_except_for_dry_run_requests() {
 
 #[test]
 fn the_status_constants_match_the_crd_columns() {
-    let crd = ecr_guard::crd::yaml().unwrap();
+    let crd = ecr_guard::policy::crd_yaml().unwrap();
     assert!(crd.contains(&format!(
         ".status.conditions[?(@.type==\"{}\")].status",
         status::READY

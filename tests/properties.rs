@@ -7,15 +7,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ecr_guard::admission::{Admission, FactSource, Judge};
+use ecr_guard::admission::Admission;
 use ecr_guard::image::{self, EcrRepository};
 use ecr_guard::inventory::{StaticInventory, compile_all};
+use ecr_guard::judging::{FactSource, Judge};
 use ecr_guard::metrics::AdmissionMetrics;
-use ecr_guard::policy::{EcrEncryptionPolicy, Options};
-use ecr_guard::registry::facts::{
+use ecr_guard::policy::facts::{
     EncryptionType, KeyFacts, KeyLookup, KeyManager, KeyState, Lookup, LookupFailure,
     RepositoryFacts, RepositoryLookup, Rotation,
 };
+use ecr_guard::policy::{EcrEncryptionPolicy, Options};
 use futures::future::BoxFuture;
 use proptest::prelude::*;
 use serde_json::{Value, json};

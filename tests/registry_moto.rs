@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use ecr_guard::registry::facts::{
+use ecr_guard::policy::facts::{
     EncryptionType, KeyFacts, KeyLookup, KeyManager, KeyState, Lookup, LookupFailure,
     RepositoryFacts, RepositoryLookup, Rotation, Unlearnt,
 };

@@ -9,15 +9,16 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use ecr_guard::admission::{Admission, FactSource, Judge};
+use ecr_guard::admission::Admission;
 use ecr_guard::image::EcrRepository;
 use ecr_guard::inventory::{StaticInventory, compile_all};
+use ecr_guard::judging::{FactSource, Judge};
 use ecr_guard::metrics::AdmissionMetrics;
-use ecr_guard::policy::{EcrEncryptionPolicy, Options};
-use ecr_guard::registry::facts::{
+use ecr_guard::policy::facts::{
     EncryptionType, KeyFacts, KeyLookup, KeyManager, KeyState, Lookup, LookupFailure,
     RepositoryFacts, RepositoryLookup, Rotation, Unlearnt,
 };
+use ecr_guard::policy::{EcrEncryptionPolicy, Options};
 use futures::future::BoxFuture;
 use libfuzzer_sys::fuzz_target;
 use tokio::time::Instant;

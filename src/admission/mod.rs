@@ -1,12 +1,10 @@
 //! AdmissionReview → pod specs of every supported kind → verdict → AdmissionResponse.
 
-mod judge;
 mod object;
 mod request;
 mod review;
 pub mod workload;
 
-pub use judge::{FactSource, Judge, NoFacts, within_deadline};
 pub use object::{KeepRaw, ObjectSpec, OnePass, ReviewedObject};
 pub use request::{GroupKind, Request};
 pub use review::{

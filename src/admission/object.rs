@@ -21,7 +21,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 use super::workload::{self, SpecView, WorkloadError, WorkloadKind};
-use crate::policy::Subject;
+use crate::policy::ImageUse;
 
 /// An admitted object: its name and the images of its `spec`.
 ///
@@ -58,11 +58,11 @@ pub enum ObjectSpec {
 
 impl ObjectSpec {
     /// The images an object of `kind` with this spec would run.
-    pub fn subjects(self, kind: WorkloadKind) -> Result<Vec<Subject>, WorkloadError> {
+    pub fn image_uses(self, kind: WorkloadKind) -> Result<Vec<ImageUse>, WorkloadError> {
         match self {
-            Self::Missing => workload::subjects_in_spec(kind, None),
-            Self::Read(view) => view.subjects(kind),
-            Self::Raw(raw) => workload::subjects_in_spec(kind, Some(&raw)),
+            Self::Missing => workload::image_uses_in_spec(kind, None),
+            Self::Read(view) => view.image_uses(kind),
+            Self::Raw(raw) => workload::image_uses_in_spec(kind, Some(&raw)),
         }
     }
 }
@@ -184,7 +184,7 @@ mod tests {
     }
 
     fn images(spec: ObjectSpec, kind: WorkloadKind) -> Vec<(Slot, String, String)> {
-        spec.subjects(kind)
+        spec.image_uses(kind)
             .expect("readable")
             .into_iter()
             .map(|s| (s.slot, s.name, s.reference))

@@ -9,13 +9,13 @@ use kube::core::{DynamicObject, Status};
 use tokio::time::Instant;
 use tracing::{Instrument, debug, debug_span, info, warn};
 
-use super::judge::Judge;
 use super::object::{KeepRaw, ReviewedObject};
 use super::request::{Request, ReviewView};
 use super::workload::{self, WorkloadKind};
 use crate::inventory::Inventory;
+use crate::judging::Judge;
 use crate::metrics::{AdmissionMetrics, KindLabels, RequestLabels, ViolationLabels};
-use crate::policy::{Mode, Subject, Verdict, Violation};
+use crate::policy::{ImageUse, Mode, Verdict, Violation};
 
 /// Audit annotation listing DryRun violations. The API server prefixes it with the
 /// webhook's name (`validate.ecrguard.io/dry-run-violations`) and accepts only keys
@@ -112,7 +112,7 @@ impl Admission {
         let kind = WorkloadKind::from_group_kind(&request.kind.group, &request.kind.kind);
         let kind_label = kind.map_or("other", WorkloadKind::as_str);
         let operation = operation_name(&request.operation);
-        let (response, verdict, decision) = match self.subjects(&mut request, kind) {
+        let (response, verdict, decision) = match self.image_uses(&mut request, kind) {
             Ok(None) => (allowed(&request.uid), None, "skipped"),
             Err(reason) => {
                 // The API server validated the object before us, so an unreadable pod
@@ -129,10 +129,10 @@ impl Admission {
                 let message = format!("ecr-guard cannot read the images of this object: {reason}");
                 (deny(response, message, 400, "BadRequest"), None, "invalid")
             }
-            Ok(Some(subjects)) => {
+            Ok(Some(image_uses)) => {
                 let namespace = request.namespace.as_deref().unwrap_or_default();
                 let labels = self.inventory.namespace_labels(namespace);
-                let verdict = self.decide(&labels, &subjects).await;
+                let verdict = self.decide(&labels, &image_uses).await;
                 let response = self.respond(&request, &verdict);
                 let decision = if verdict.is_denied() {
                     "denied"
@@ -178,19 +178,19 @@ impl Admission {
         }
     }
 
-    async fn decide(&self, labels: &BTreeMap<String, String>, subjects: &[Subject]) -> Verdict {
+    async fn decide(&self, labels: &BTreeMap<String, String>, image_uses: &[ImageUse]) -> Verdict {
         let policies = self.inventory.policies();
-        self.judge.judge(&policies, labels, subjects).await
+        self.judge.decide(&policies, labels, image_uses).await
     }
 
     /// The images this request asks us to judge; `None` when it is none of our
     /// business (`kind`: the judged workload kind, if it is one). Takes the
     /// objects' specs out of the request.
-    fn subjects(
+    fn image_uses(
         &self,
         request: &mut Request<'_>,
         kind: Option<WorkloadKind>,
-    ) -> Result<Option<Vec<Subject>>, String> {
+    ) -> Result<Option<Vec<ImageUse>>, String> {
         if !matches!(request.operation, Operation::Create | Operation::Update) {
             return Ok(None);
         }
@@ -208,14 +208,14 @@ impl Admission {
             return Err("the request carries no object".to_string());
         };
         let new = std::mem::take(&mut object.spec)
-            .subjects(kind)
+            .image_uses(kind)
             .map_err(|e| e.to_string())?;
         match (&request.operation, &mut request.old_object) {
             (Operation::Update, Some(old)) => {
                 // An old object we cannot read means we cannot tell what changed:
                 // judge everything.
                 let old = std::mem::take(&mut old.spec)
-                    .subjects(kind)
+                    .image_uses(kind)
                     .unwrap_or_default();
                 Ok(Some(workload::changed(new, &old)))
             }

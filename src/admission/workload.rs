@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::policy::{Slot, Subject};
+use crate::policy::{ImageUse, Slot};
 
 /// The kinds whose pod specs we judge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -126,7 +126,7 @@ struct JobTemplateView {
 /// The image fields of any kind's `spec`, read in one pass: a Pod's own lists,
 /// the `template` of Deployment, StatefulSet, DaemonSet, ReplicaSet, Job and
 /// ReplicationController, and a CronJob's `jobTemplate`. No real spec has more
-/// than one of these; [`SpecView::subjects`] takes the one `kind` uses. Reading a
+/// than one of these; [`SpecView::image_uses`] takes the one `kind` uses. Reading a
 /// field that `kind` does not use can fail where the per-kind view would not,
 /// which is why admission falls back to that view on any error.
 #[derive(Debug, Deserialize)]
@@ -149,9 +149,9 @@ pub struct SpecView {
 }
 
 impl SpecView {
-    /// What [`subjects_in_spec`] returns for the same spec, when this view could
+    /// What [`image_uses_in_spec`] returns for the same spec, when this view could
     /// read it.
-    pub fn subjects(self, kind: WorkloadKind) -> Result<Vec<Subject>, WorkloadError> {
+    pub fn image_uses(self, kind: WorkloadKind) -> Result<Vec<ImageUse>, WorkloadError> {
         let pod_spec = match kind {
             WorkloadKind::Pod => Some(PodSpecView {
                 containers: self.containers,
@@ -217,16 +217,16 @@ where
 }
 
 /// Every image an object of `kind` would run, in spec order.
-pub fn subjects(kind: WorkloadKind, object: &Value) -> Result<Vec<Subject>, WorkloadError> {
+pub fn image_uses(kind: WorkloadKind, object: &Value) -> Result<Vec<ImageUse>, WorkloadError> {
     read(kind, object.get("spec").filter(|spec| !spec.is_null()))
 }
 
-/// [`subjects`] given only the object's raw `spec` (`None` when it has none):
+/// [`image_uses`] given only the object's raw `spec` (`None` when it has none):
 /// what admission decodes of an object.
-pub fn subjects_in_spec(
+pub fn image_uses_in_spec(
     kind: WorkloadKind,
     spec: Option<&RawValue>,
-) -> Result<Vec<Subject>, WorkloadError> {
+) -> Result<Vec<ImageUse>, WorkloadError> {
     match spec {
         Some(raw) => read(
             kind,
@@ -239,7 +239,7 @@ pub fn subjects_in_spec(
 fn read<'de, D: Deserializer<'de>>(
     kind: WorkloadKind,
     spec: Option<D>,
-) -> Result<Vec<Subject>, WorkloadError> {
+) -> Result<Vec<ImageUse>, WorkloadError> {
     let missing = || missing_pod_spec(kind);
     let spec = spec.ok_or_else(missing)?;
     let view = kind
@@ -273,11 +273,11 @@ fn is_placeholder(reference: &str) -> bool {
     reference.trim().is_empty()
 }
 
-/// The subjects of one pod spec of `kind`, in spec order: init containers,
+/// The image uses of one pod spec of `kind`, in spec order: init containers,
 /// containers, ephemeral containers, then image volumes. In a template (every
 /// kind but Pod) a blank image is a placeholder with nothing to judge, and is
 /// left out; in a Pod it is kept and judged as an invalid image (fail closed).
-fn from_view(view: PodSpecView, kind: WorkloadKind) -> Vec<Subject> {
+fn from_view(view: PodSpecView, kind: WorkloadKind) -> Vec<ImageUse> {
     let is_template = kind != WorkloadKind::Pod;
     let judged = |reference: &Option<String>| {
         !(is_template && is_placeholder(reference.as_deref().unwrap_or_default()))
@@ -287,18 +287,18 @@ fn from_view(view: PodSpecView, kind: WorkloadKind) -> Vec<Subject> {
         (Slot::Container, view.containers),
         (Slot::EphemeralContainer, view.ephemeral_containers),
     ];
-    let mut out: Vec<Subject> = containers
+    let mut out: Vec<ImageUse> = containers
         .into_iter()
         .flat_map(|(slot, list)| {
             list.into_iter()
                 .filter(|c| judged(&c.image))
-                .map(move |c| Subject::new(slot, c.name, c.image.unwrap_or_default()))
+                .map(move |c| ImageUse::new(slot, c.name, c.image.unwrap_or_default()))
         })
         .collect();
     out.extend(view.volumes.into_iter().filter_map(|v| {
         let image = v.image?;
         judged(&image.reference).then(|| {
-            Subject::new(
+            ImageUse::new(
                 Slot::ImageVolume,
                 v.name,
                 image.reference.unwrap_or_default(),
@@ -308,10 +308,10 @@ fn from_view(view: PodSpecView, kind: WorkloadKind) -> Vec<Subject> {
     out
 }
 
-/// The subjects of `new` that `old` did not already have (same slot, name and image):
+/// The image uses of `new` that `old` did not already have (same slot, name and image):
 /// on UPDATE only new or changed images are judged, so an unrelated edit of a running
 /// workload is not blocked by a policy created after it.
-pub fn changed(new: Vec<Subject>, old: &[Subject]) -> Vec<Subject> {
+pub fn changed(new: Vec<ImageUse>, old: &[ImageUse]) -> Vec<ImageUse> {
     new.into_iter()
         .filter(|s| {
             !old.iter()
@@ -326,8 +326,8 @@ mod tests {
     use rstest::rstest;
     use serde_json::json;
 
-    fn names(subjects: &[Subject]) -> Vec<(Slot, &str, &str)> {
-        subjects
+    fn names(image_uses: &[ImageUse]) -> Vec<(Slot, &str, &str)> {
+        image_uses
             .iter()
             .map(|s| (s.slot, s.name.as_str(), s.reference.as_str()))
             .collect()
@@ -362,7 +362,7 @@ mod tests {
             "ephemeralContainers": [{"name": "debug", "image": "alpine"}],
             "volumes": [{"name": "cfg", "configMap": {"name": "x"}}, {"name": "data", "image": {"reference": "quay.io/x/data:1"}}]
         }});
-        let got = subjects(WorkloadKind::Pod, &pod).unwrap();
+        let got = image_uses(WorkloadKind::Pod, &pod).unwrap();
         assert_eq!(
             names(&got),
             vec![
@@ -381,7 +381,7 @@ mod tests {
     #[case(WorkloadKind::CronJob, json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x"}]}}}}}}))]
     fn finds_the_pod_template_of_workloads(#[case] kind: WorkloadKind, #[case] object: Value) {
         assert_eq!(
-            names(&subjects(kind, &object).unwrap()),
+            names(&image_uses(kind, &object).unwrap()),
             vec![(Slot::Container, "a", "x")]
         );
     }
@@ -399,20 +399,20 @@ mod tests {
     #[case(WorkloadKind::Pod, json!({"spec": null}))]
     #[case(WorkloadKind::Pod, json!({}))]
     fn raw_json_and_value_read_the_same(#[case] kind: WorkloadKind, #[case] object: Value) {
-        let from_value = subjects(kind, &object);
+        let from_value = image_uses(kind, &object);
         let spec = object.get("spec").filter(|spec| !spec.is_null());
         let raw = spec.map(|spec| RawValue::from_string(spec.to_string()).unwrap());
-        assert_same(&from_value, &subjects_in_spec(kind, raw.as_deref()));
+        assert_same(&from_value, &image_uses_in_spec(kind, raw.as_deref()));
         // The one-pass view, where it can read the spec, agrees with both
         // (admission falls back to the raw path where it cannot).
         if let Some(Ok(view)) = spec.map(SpecView::deserialize) {
-            assert_same(&from_value, &view.subjects(kind));
+            assert_same(&from_value, &view.image_uses(kind));
         }
     }
 
     fn assert_same(
-        a: &Result<Vec<Subject>, WorkloadError>,
-        b: &Result<Vec<Subject>, WorkloadError>,
+        a: &Result<Vec<ImageUse>, WorkloadError>,
+        b: &Result<Vec<ImageUse>, WorkloadError>,
     ) {
         match (a, b) {
             (Ok(a), Ok(b)) => assert_eq!(names(a), names(b)),
@@ -439,13 +439,13 @@ mod tests {
             (WorkloadKind::CronJob, "cron"),
         ] {
             let view = SpecView::deserialize(&spec).unwrap();
-            let got = view.subjects(kind).unwrap();
+            let got = view.image_uses(kind).unwrap();
             assert_eq!(got.len(), 1, "{kind:?}");
             assert_eq!(got[0].name, name, "{kind:?}");
         }
         let empty = SpecView::deserialize(&json!({})).unwrap();
         assert!(matches!(
-            empty.subjects(WorkloadKind::Job),
+            empty.image_uses(WorkloadKind::Job),
             Err(WorkloadError::MissingPodSpec { kind: "Job", .. })
         ));
     }
@@ -453,7 +453,7 @@ mod tests {
     #[test]
     fn a_missing_image_is_judged_as_an_empty_reference() {
         let pod = json!({"spec": {"containers": [{"name": "a"}]}});
-        let got = subjects(WorkloadKind::Pod, &pod).unwrap();
+        let got = image_uses(WorkloadKind::Pod, &pod).unwrap();
         assert_eq!(names(&got), vec![(Slot::Container, "a", "")]);
         assert!(got[0].image.is_err());
     }
@@ -492,8 +492,8 @@ mod tests {
     /// The three ways a spec is read (a `Value` for `check -f`, raw JSON and
     /// the one-pass view for admission), which must agree.
     fn read_three_ways(kind: WorkloadKind, object: &Value) -> Vec<Vec<(Slot, String, String)>> {
-        let owned = |subjects: Vec<Subject>| -> Vec<(Slot, String, String)> {
-            subjects
+        let owned = |image_uses: Vec<ImageUse>| -> Vec<(Slot, String, String)> {
+            image_uses
                 .into_iter()
                 .map(|s| (s.slot, s.name, s.reference))
                 .collect()
@@ -501,9 +501,14 @@ mod tests {
         let spec = object.get("spec").unwrap();
         let raw = RawValue::from_string(spec.to_string()).unwrap();
         vec![
-            owned(subjects(kind, object).unwrap()),
-            owned(subjects_in_spec(kind, Some(&raw)).unwrap()),
-            owned(SpecView::deserialize(spec).unwrap().subjects(kind).unwrap()),
+            owned(image_uses(kind, object).unwrap()),
+            owned(image_uses_in_spec(kind, Some(&raw)).unwrap()),
+            owned(
+                SpecView::deserialize(spec)
+                    .unwrap()
+                    .image_uses(kind)
+                    .unwrap(),
+            ),
         ]
     }
 
@@ -544,13 +549,13 @@ mod tests {
                 ]
             );
         }
-        let got = subjects(WorkloadKind::Pod, &object).unwrap();
-        for subject in got.iter().filter(|s| s.name != "real") {
+        let got = image_uses(WorkloadKind::Pod, &object).unwrap();
+        for image_use in got.iter().filter(|s| s.name != "real") {
             assert_eq!(
-                *subject.image,
+                *image_use.image,
                 Err(crate::image::ImageError::Empty),
                 "{}",
-                subject.name
+                image_use.name
             );
         }
     }
@@ -558,13 +563,13 @@ mod tests {
     #[test]
     fn null_lists_are_empty() {
         let pod = json!({"spec": {"containers": null, "initContainers": null, "volumes": null}});
-        assert!(subjects(WorkloadKind::Pod, &pod).unwrap().is_empty());
+        assert!(image_uses(WorkloadKind::Pod, &pod).unwrap().is_empty());
     }
 
     #[test]
     fn wrong_types_are_a_clear_error() {
         let pod = json!({"spec": {"containers": "nginx"}});
-        let err = subjects(WorkloadKind::Pod, &pod).unwrap_err();
+        let err = image_uses(WorkloadKind::Pod, &pod).unwrap_err();
         assert!(
             matches!(err, WorkloadError::ReadPodSpec { kind: "Pod", .. }),
             "{err}"
@@ -573,7 +578,7 @@ mod tests {
 
     #[test]
     fn a_workload_without_template_is_a_clear_error() {
-        let err = subjects(WorkloadKind::Deployment, &json!({"spec": {}})).unwrap_err();
+        let err = image_uses(WorkloadKind::Deployment, &json!({"spec": {}})).unwrap_err();
         assert_eq!(
             err.to_string(),
             "Deployment has no pod spec at .spec.template.spec"
@@ -583,13 +588,13 @@ mod tests {
     #[test]
     fn update_judges_only_new_or_changed_images() {
         let old = vec![
-            Subject::new(Slot::Container, "app", "nginx:1"),
-            Subject::new(Slot::Container, "side", "envoy:1"),
+            ImageUse::new(Slot::Container, "app", "nginx:1"),
+            ImageUse::new(Slot::Container, "side", "envoy:1"),
         ];
         let new = vec![
-            Subject::new(Slot::Container, "app", "nginx:1"),
-            Subject::new(Slot::Container, "side", "envoy:2"),
-            Subject::new(Slot::EphemeralContainer, "debug", "alpine"),
+            ImageUse::new(Slot::Container, "app", "nginx:1"),
+            ImageUse::new(Slot::Container, "side", "envoy:2"),
+            ImageUse::new(Slot::EphemeralContainer, "debug", "alpine"),
         ];
         assert_eq!(
             names(&changed(new, &old)),

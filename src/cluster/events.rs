@@ -478,7 +478,7 @@ mod tests {
             policy: "regulated".to_string(),
             mode,
             reason: Reason::EncryptionType,
-            subject: Some((
+            image_use: Some((
                 "container \"api\" image 123456789012.dkr.ecr.us-east-1.amazonaws.com/payments/api:1.4".to_string(),
                 "container \"api\"".to_string(),
             )),

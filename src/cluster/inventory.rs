@@ -215,7 +215,8 @@ pub fn compile_object(object: &DynamicObject) -> Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admission::{Admission, Judge, NoFacts};
+    use crate::admission::Admission;
+    use crate::judging::{Judge, NoFacts};
     use crate::metrics::AdmissionMetrics;
     use crate::policy::Options;
     use serde_json::json;

@@ -382,7 +382,7 @@ fn overlong_tag(reference: &str) -> Option<usize> {
 }
 
 fn shorten(reference: &str) -> String {
-    crate::text::ellipsize(reference, MAX_REFERENCE_IN_ERROR)
+    crate::ellipsize(reference, MAX_REFERENCE_IN_ERROR)
 }
 
 #[cfg(test)]

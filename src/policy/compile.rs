@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::core::{Selector, SelectorExt};
 
 use super::crd::{EcrEncryptionPolicySpec, Mode, NonEcrImages, OnLookupFailure};
-use crate::registry::facts::EncryptionType;
+use crate::policy::facts::EncryptionType;
 
 /// One thing wrong with a policy, with where it is.
 #[derive(Clone, Debug, PartialEq, Eq)]

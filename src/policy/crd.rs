@@ -9,7 +9,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::registry::facts::EncryptionType;
+use crate::policy::facts::EncryptionType;
 
 /// The desired policy: where it applies (`namespaceSelector`, `images`), what the
 /// ECR repository's encryption must satisfy (`rules`), and what a failure does (`mode`).
@@ -195,4 +195,13 @@ pub struct EcrEncryptionPolicyStatus {
     /// (reason Invalid) with every problem and its field path in the message.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// The CRD as YAML (`ecr-guard crd`), as committed in the chart and manifests/.
+pub fn crd_yaml() -> Result<String, serde_saphyr::SerializeError> {
+    use kube::CustomResourceExt;
+    let crd = EcrEncryptionPolicy::crd();
+    // Through serde_json::Value so maps come out in a stable (sorted) order.
+    let value = serde_json::to_value(&crd).unwrap_or_default();
+    serde_saphyr::to_string(&value)
 }

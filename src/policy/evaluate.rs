@@ -8,7 +8,7 @@ use super::compile::{Body, Checks, Policy};
 use super::crd::{Mode, NonEcrImages, OnLookupFailure};
 use super::verdict::{Finding, Hint, Reason, Verdict, Violation};
 use crate::image::{EcrRepository, ImageError, ImageRef};
-use crate::registry::facts::{
+use crate::policy::facts::{
     EncryptionType, KeyFacts, KeyLookup, KeyManager, KeyState, Lookup, LookupFailure,
     RepositoryFacts, RepositoryLookup, Rotation,
 };
@@ -36,18 +36,18 @@ impl Slot {
 
 /// One image use under review: a container (or image volume) and its image.
 #[derive(Clone, Debug)]
-pub struct Subject {
+pub struct ImageUse {
     pub slot: Slot,
     /// The container's (or volume's) name.
     pub name: String,
     /// The image reference exactly as written.
     pub reference: String,
-    /// Shared with every subject naming the same reference (see
+    /// Shared with every image use naming the same reference (see
     /// [`parse_cached`](crate::image::parse_cached)).
     pub image: Arc<Result<ImageRef, ImageError>>,
 }
 
-impl Subject {
+impl ImageUse {
     pub fn new(slot: Slot, name: impl Into<String>, reference: impl Into<String>) -> Self {
         let reference = reference.into();
         let image = crate::image::parse_cached(&reference);
@@ -71,8 +71,8 @@ impl Subject {
         format!(
             "{} {:?} image {}",
             self.slot.noun(),
-            crate::text::ellipsize(&self.name, MAX_SHOWN_CHARS),
-            crate::text::ellipsize(&self.reference, MAX_SHOWN_CHARS)
+            crate::ellipsize(&self.name, MAX_SHOWN_CHARS),
+            crate::ellipsize(&self.reference, MAX_SHOWN_CHARS)
         )
     }
 
@@ -106,9 +106,9 @@ pub fn applicable<'p>(
 /// The ECR repositories whose facts some applicable policy needs.
 pub fn repositories_to_look_up(
     policies: &[&Policy],
-    subjects: &[Subject],
+    image_uses: &[ImageUse],
 ) -> BTreeSet<EcrRepository> {
-    subjects
+    image_uses
         .iter()
         .filter_map(|s| (*s.image).as_ref().ok())
         .filter_map(|image| {
@@ -121,17 +121,17 @@ pub fn repositories_to_look_up(
         .collect()
 }
 
-/// Judges every subject against every applicable policy.
+/// Judges every image use against every applicable policy.
 pub fn evaluate(
     policies: &[&Policy],
-    subjects: &[Subject],
+    image_uses: &[ImageUse],
     facts: &HashMap<EcrRepository, Lookup>,
     options: Options,
 ) -> Verdict {
     let mut verdict = Verdict::default();
-    // Each subject's facts, found once rather than once per applicable policy:
+    // Each image use's facts, found once rather than once per applicable policy:
     // hashing the repository was ~4% of a warm review.
-    let lookups: Vec<Option<&Lookup>> = subjects
+    let lookups: Vec<Option<&Lookup>> = image_uses
         .iter()
         .map(|s| s.ecr_repository().and_then(|repo| facts.get(repo)))
         .collect();
@@ -144,7 +144,7 @@ pub fn evaluate(
                     policy: policy.name.clone(),
                     mode,
                     reason: Reason::InvalidPolicy,
-                    subject: None,
+                    image_use: None,
                     finding: Finding {
                         problem: format!("policy {} is invalid ({})", policy.name, list.join("; ")),
                         requirement: "invalid policies fail closed".to_string(),
@@ -155,13 +155,13 @@ pub fn evaluate(
                 });
             }
             Body::Valid(checks) => {
-                for (subject, lookup) in subjects.iter().zip(&lookups) {
-                    judge(policy, checks, mode, subject, *lookup, &mut verdict);
+                for (image_use, lookup) in image_uses.iter().zip(&lookups) {
+                    evaluate_image(policy, checks, mode, image_use, *lookup, &mut verdict);
                 }
             }
         }
     }
-    notice_unusable_keys(subjects, &lookups, &mut verdict);
+    notice_unusable_keys(image_uses, &lookups, &mut verdict);
     verdict
 }
 
@@ -172,11 +172,11 @@ fn effective_mode(mode: Mode, options: Options) -> Mode {
     }
 }
 
-fn judge(
+fn evaluate_image(
     policy: &Policy,
     checks: &Checks,
     mode: Mode,
-    subject: &Subject,
+    image_use: &ImageUse,
     lookup: Option<&Lookup>,
     verdict: &mut Verdict,
 ) {
@@ -185,12 +185,12 @@ fn judge(
             policy: policy.name.clone(),
             mode,
             reason,
-            subject: Some((subject.describe(), subject.short())),
+            image_use: Some((image_use.describe(), image_use.short())),
             finding,
             hint,
         });
     };
-    let image = match &*subject.image {
+    let image = match &*image_use.image {
         Ok(image) => image,
         Err(e) => {
             // An unreadable reference cannot be matched against globs, so every
@@ -255,7 +255,7 @@ fn judge(
             } else {
                 verdict.notes.push(format!(
                     "{}: encryption of repository {} not verified ({failure}); admitted by policy {} (onLookupFailure: Allow)",
-                    subject.short(),
+                    image_use.short(),
                     repo.name,
                     policy.name
                 ));
@@ -484,15 +484,19 @@ pub(crate) fn key_region(arn: &str) -> Option<&str> {
 
 /// A Disabled or PendingDeletion key breaks pulls whatever the policies say: worth a
 /// note even where no rule asks for a usable key.
-fn notice_unusable_keys(subjects: &[Subject], lookups: &[Option<&Lookup>], verdict: &mut Verdict) {
+fn notice_unusable_keys(
+    image_uses: &[ImageUse],
+    lookups: &[Option<&Lookup>],
+    verdict: &mut Verdict,
+) {
     let flagged: BTreeSet<&str> = verdict
         .violations
         .iter()
         .filter(|v| v.reason == Reason::KeyUnusable)
-        .filter_map(|v| v.subject.as_ref().map(|(d, _)| d.as_str()))
+        .filter_map(|v| v.image_use.as_ref().map(|(d, _)| d.as_str()))
         .collect();
-    for (subject, lookup) in subjects.iter().zip(lookups) {
-        let Some(repo) = subject.ecr_repository() else {
+    for (image_use, lookup) in image_uses.iter().zip(lookups) {
+        let Some(repo) = image_use.ecr_repository() else {
             continue;
         };
         let Some(Ok(RepositoryLookup::Found(RepositoryFacts {
@@ -504,13 +508,13 @@ fn notice_unusable_keys(subjects: &[Subject], lookups: &[Option<&Lookup>], verdi
         };
         // An unreported state is not known to be unusable: no note.
         if matches!(key.state, KeyState::Enabled | KeyState::Unreported)
-            || flagged.contains(subject.describe().as_str())
+            || flagged.contains(image_use.describe().as_str())
         {
             continue;
         }
         let note = format!(
             "{}: KMS key of repository {} is {}; pulls will fail",
-            subject.short(),
+            image_use.short(),
             repo.name,
             key.state
         );

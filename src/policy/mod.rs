@@ -3,15 +3,16 @@
 mod compile;
 mod crd;
 mod evaluate;
+pub mod facts;
 pub mod strict;
 mod verdict;
 
 pub use compile::{FieldError, Policy};
 pub use crd::{
     EcrEncryptionPolicy, EcrEncryptionPolicySpec, EcrEncryptionPolicyStatus, Mode, NonEcrImages,
-    OnLookupFailure, Rules,
+    OnLookupFailure, Rules, crd_yaml,
 };
-pub use evaluate::{Options, Slot, Subject, applicable, evaluate, repositories_to_look_up};
+pub use evaluate::{ImageUse, Options, Slot, applicable, evaluate, repositories_to_look_up};
 pub use verdict::{Finding, Hint, Reason, Verdict, Violation, hints};
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use rstest::rstest;
 
 use super::*;
 use crate::image::EcrRepository;
-use crate::registry::facts::*;
+use crate::policy::facts::*;
 
 const ACCOUNT: &str = "123456789012";
 const CMK: &str = "arn:aws:kms:us-east-1:123456789012:key/1111aaaa-0000-0000-0000-000000000001";
@@ -108,12 +108,12 @@ fn rotation_unknown(cause: Unlearnt) -> Lookup {
 /// Judges one container `app` running `repo`'s image with these facts, in a
 /// namespace labelled `compliance=regulated`.
 fn judge(policies: &[Policy], lookup: Lookup, options: Options) -> Verdict {
-    let subjects = vec![Subject::new(Slot::Container, "app", image("payments/api"))];
+    let image_uses = vec![ImageUse::new(Slot::Container, "app", image("payments/api"))];
     let mut facts = HashMap::new();
     facts.insert(repo("payments/api"), lookup);
     let labels = BTreeMap::from([("compliance".to_string(), "regulated".to_string())]);
     let applicable = applicable(policies, &labels);
-    evaluate(&applicable, &subjects, &facts, options)
+    evaluate(&applicable, &image_uses, &facts, options)
 }
 
 fn reasons(v: &Verdict) -> Vec<Reason> {
@@ -205,13 +205,13 @@ fn modes(
 #[test]
 fn a_denial_lists_at_most_ten_violations_and_counts_the_rest() {
     let p = policy("strict", "rules: {allowedEncryptionTypes: [KMS]}");
-    let subjects: Vec<Subject> = (0..13)
-        .map(|i| Subject::new(Slot::Container, format!("c{i}"), image("payments/api")))
+    let image_uses: Vec<ImageUse> = (0..13)
+        .map(|i| ImageUse::new(Slot::Container, format!("c{i}"), image("payments/api")))
         .collect();
     let facts = HashMap::from([(repo("payments/api"), aes256())]);
     let policies = [p];
     let applicable = applicable(&policies, &BTreeMap::new());
-    let v = evaluate(&applicable, &subjects, &facts, Options::default());
+    let v = evaluate(&applicable, &image_uses, &facts, Options::default());
     assert_eq!(v.violations.len(), 13);
     let message = v.denial_message().unwrap();
     let lines: Vec<&str> = message.lines().collect();
@@ -225,10 +225,15 @@ fn a_denial_lists_at_most_ten_violations_and_counts_the_rest() {
 fn a_huge_image_reference_is_cut_in_the_message() {
     let p = policy("strict", "rules: {allowedEncryptionTypes: [KMS]}");
     let huge = format!("{}:{}", image("payments/api"), "x".repeat(100_000));
-    let subjects = vec![Subject::new(Slot::Container, "app", huge)];
+    let image_uses = vec![ImageUse::new(Slot::Container, "app", huge)];
     let policies = [p];
     let applicable = applicable(&policies, &BTreeMap::new());
-    let v = evaluate(&applicable, &subjects, &HashMap::new(), Options::default());
+    let v = evaluate(
+        &applicable,
+        &image_uses,
+        &HashMap::new(),
+        Options::default(),
+    );
     let message = v.denial_message().unwrap();
     assert!(message.contains("invalid image reference"), "{message}");
     assert!(message.len() < 2_000, "{} bytes", message.len());
@@ -497,19 +502,19 @@ fn lookup_failure_allowed_is_admitted_with_a_note() {
 
 // --- which policies and images apply ---
 
-fn judge_in(policies: &[Policy], labels: &[(&str, &str)], subjects: Vec<Subject>) -> Verdict {
+fn judge_in(policies: &[Policy], labels: &[(&str, &str)], image_uses: Vec<ImageUse>) -> Verdict {
     let labels: BTreeMap<String, String> = labels
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let facts: HashMap<EcrRepository, Lookup> = subjects
+    let facts: HashMap<EcrRepository, Lookup> = image_uses
         .iter()
         .filter_map(|s| s.ecr_repository().cloned())
         .map(|r| (r, aes256()))
         .collect();
     evaluate(
         &applicable(policies, &labels),
-        &subjects,
+        &image_uses,
         &facts,
         Options::default(),
     )
@@ -539,7 +544,7 @@ fn namespace_selector(
     let v = judge_in(
         &[p],
         labels,
-        vec![Subject::new(Slot::Container, "app", image("team/app"))],
+        vec![ImageUse::new(Slot::Container, "app", image("team/app"))],
     );
     assert_eq!(v.is_denied(), applies);
 }
@@ -569,7 +574,7 @@ fn image_globs(#[case] globs: &str, #[case] repository: &str, #[case] judged: bo
     let v = judge_in(
         &[p],
         &[],
-        vec![Subject::new(Slot::Container, "app", image(repository))],
+        vec![ImageUse::new(Slot::Container, "app", image(repository))],
     );
     assert_eq!(v.is_denied(), judged);
 }
@@ -588,7 +593,7 @@ fn non_ecr_images(#[case] reference: &str, #[case] setting: &str, #[case] denied
     let v = judge_in(
         &[p],
         &[],
-        vec![Subject::new(Slot::Container, "app", reference)],
+        vec![ImageUse::new(Slot::Container, "app", reference)],
     );
     assert_eq!(v.is_denied(), denied);
     if denied {
@@ -604,12 +609,12 @@ fn non_ecr_images(#[case] reference: &str, #[case] setting: &str, #[case] denied
 #[test]
 fn non_ecr_images_are_never_looked_up() {
     let p = policy("p", DENY_AES);
-    let subjects = vec![
-        Subject::new(Slot::Container, "a", "nginx"),
-        Subject::new(Slot::Container, "b", image("team/app")),
-        Subject::new(Slot::Container, "c", image("team/app")),
+    let image_uses = vec![
+        ImageUse::new(Slot::Container, "a", "nginx"),
+        ImageUse::new(Slot::Container, "b", image("team/app")),
+        ImageUse::new(Slot::Container, "c", image("team/app")),
     ];
-    let lookups = repositories_to_look_up(&[&p], &subjects);
+    let lookups = repositories_to_look_up(&[&p], &image_uses);
     assert_eq!(
         lookups.into_iter().collect::<Vec<_>>(),
         vec![repo("team/app")]
@@ -619,8 +624,8 @@ fn non_ecr_images_are_never_looked_up() {
 #[test]
 fn excluded_images_are_never_looked_up() {
     let p = policy("p", &format!("excludeImages: ['*/team/*']\n{DENY_AES}"));
-    let subjects = vec![Subject::new(Slot::Container, "b", image("team/app"))];
-    assert!(repositories_to_look_up(&[&p], &subjects).is_empty());
+    let image_uses = vec![ImageUse::new(Slot::Container, "b", image("team/app"))];
+    assert!(repositories_to_look_up(&[&p], &image_uses).is_empty());
 }
 
 #[test]
@@ -629,7 +634,7 @@ fn an_invalid_image_reference_fails_closed() {
     let v = judge_in(
         &[p],
         &[],
-        vec![Subject::new(Slot::Container, "app", "Not A Valid Image")],
+        vec![ImageUse::new(Slot::Container, "app", "Not A Valid Image")],
     );
     assert_eq!(reasons(&v), vec![Reason::InvalidImage]);
 }
@@ -637,12 +642,12 @@ fn an_invalid_image_reference_fails_closed() {
 #[test]
 fn every_slot_is_named_in_messages() {
     let p = policy("p", DENY_AES);
-    let subjects = vec![
-        Subject::new(Slot::InitContainer, "init", image("a")),
-        Subject::new(Slot::EphemeralContainer, "dbg", image("b")),
-        Subject::new(Slot::ImageVolume, "data", image("c")),
+    let image_uses = vec![
+        ImageUse::new(Slot::InitContainer, "init", image("a")),
+        ImageUse::new(Slot::EphemeralContainer, "dbg", image("b")),
+        ImageUse::new(Slot::ImageVolume, "data", image("c")),
     ];
-    let message = judge_in(&[p], &[], subjects).denial_message().unwrap();
+    let message = judge_in(&[p], &[], image_uses).denial_message().unwrap();
     assert!(
         message.contains("init container \"init\" image"),
         "{message}"
@@ -686,7 +691,7 @@ fn an_invalid_policy_fails_closed_in_its_mode() {
     let v = judge_in(
         &[p],
         &[],
-        vec![Subject::new(Slot::Container, "app", "nginx")],
+        vec![ImageUse::new(Slot::Container, "app", "nginx")],
     );
     assert_eq!(reasons(&v), vec![Reason::InvalidPolicy]);
     let message = v.denial_message().unwrap();
@@ -703,7 +708,7 @@ fn an_invalid_policy_fails_closed_in_its_mode() {
     let v = judge_in(
         &[warn],
         &[],
-        vec![Subject::new(Slot::Container, "app", "nginx")],
+        vec![ImageUse::new(Slot::Container, "app", "nginx")],
     );
     assert!(!v.is_denied());
     assert_eq!(v.warnings().len(), 1);
@@ -718,7 +723,7 @@ fn an_invalid_selector_applies_everywhere() {
     let v = judge_in(
         &[p],
         &[("unrelated", "x")],
-        vec![Subject::new(Slot::Container, "app", "nginx")],
+        vec![ImageUse::new(Slot::Container, "app", "nginx")],
     );
     assert!(v.is_denied());
 }

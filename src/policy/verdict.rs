@@ -6,7 +6,7 @@ use std::fmt;
 
 use super::crd::Mode;
 use crate::image::EcrRepository;
-use crate::registry::facts::{EncryptionType, KeyState, LookupFailure, Unlearnt};
+use crate::policy::facts::{EncryptionType, KeyState, LookupFailure, Unlearnt};
 
 /// Longest warning we aim for; kubectl prints each on its own line.
 const WARNING_WIDTH: usize = 120;
@@ -63,7 +63,7 @@ pub struct Finding {
     pub requirement: String,
 }
 
-/// One image failing one policy (or one invalid policy, with no subject).
+/// One image failing one policy (or one invalid policy, with no image use).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
     pub policy: String,
@@ -71,7 +71,7 @@ pub struct Violation {
     pub mode: Mode,
     pub reason: Reason,
     /// (`container "api" image …`, `container "api"`), or `None` for an invalid policy.
-    pub subject: Option<(String, String)>,
+    pub image_use: Option<(String, String)>,
     pub finding: Finding,
     pub hint: Option<Hint>,
 }
@@ -79,7 +79,7 @@ pub struct Violation {
 impl Violation {
     /// The full line: `container "api" image IMG: PROBLEM; REQUIREMENT`.
     pub fn message(&self) -> String {
-        match &self.subject {
+        match &self.image_use {
             Some((long, _)) => format!(
                 "{long}: {}; {}",
                 self.finding.problem, self.finding.requirement
@@ -91,7 +91,7 @@ impl Violation {
     /// A line for a kubectl warning: without the image, key ARNs shortened to
     /// `key/ID`, cut to ~120 characters. The full text is in the log line.
     pub fn warning(&self) -> String {
-        let text = match &self.subject {
+        let text = match &self.image_use {
             Some((_, short)) => format!(
                 "{short}: {}; {}",
                 self.finding.problem, self.finding.requirement
@@ -140,7 +140,7 @@ fn truncate(text: String, width: usize) -> String {
     if text.chars().count() <= width {
         return text;
     }
-    crate::text::ellipsize(&text, width - 1)
+    crate::ellipsize(&text, width - 1)
 }
 
 /// How to fix a problem. Equal hints are shown once.

@@ -23,11 +23,11 @@ use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout_at};
 
 use super::call_error::{CallError, classify};
-use super::facts::{
-    EncryptionType, KeyFacts, KeyLookup, KeyManager, KeyState, LookupFailure, Rotation, Unlearnt,
-};
 use super::metrics::{Api, Outcome, RegistryMetrics};
 use crate::image::EcrRepository;
+use crate::policy::facts::{
+    EncryptionType, KeyFacts, KeyLookup, KeyManager, KeyState, LookupFailure, Rotation, Unlearnt,
+};
 
 /// Regions whose clients are kept. Region names come from image hosts, so a
 /// flood of made-up regions must not grow the map without bound; past this, a

@@ -28,8 +28,8 @@ use std::time::{Duration, Instant as StdInstant};
 use quick_cache::Equivalent;
 use tokio::time::{Instant, timeout_at};
 
-use super::facts::LookupFailure;
 use super::metrics::{CacheName, CacheResult, RegistryMetrics};
+use crate::policy::facts::LookupFailure;
 
 /// How long past the deadline a fetch may run before it is cut off.
 const FETCH_GRACE: Duration = Duration::from_millis(250);

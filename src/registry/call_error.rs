@@ -10,8 +10,8 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use aws_smithy_types::retry::{ErrorKind, ProvideErrorKind};
 
-use super::facts::LookupFailure;
 use super::metrics::{Api, Outcome};
+use crate::policy::facts::LookupFailure;
 
 /// Error codes the SDK itself classifies as throttling (`aws-runtime`'s
 /// `THROTTLING_ERRORS`, which is not re-exported by the service crates).
@@ -177,7 +177,7 @@ fn error_chain(error: &(dyn StdError + 'static)) -> String {
 }
 
 fn truncate(message: &str) -> String {
-    crate::text::ellipsize(message, MAX_MESSAGE_LEN)
+    crate::ellipsize(message, MAX_MESSAGE_LEN)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use aws_config::imds::client::error::ImdsError;
 use aws_credential_types::provider::error::CredentialsError;
 
-use super::facts::LookupFailure;
+use crate::policy::facts::LookupFailure;
 
 /// The credential sources `aws-config`'s default chain tries, in order, for the
 /// message of [`Error::ResolveCredentials`].
@@ -69,7 +69,7 @@ pub(crate) fn credentials_message(error: &CredentialsError) -> String {
                 }
                 source = cause.source();
             }
-            let detail = crate::text::ellipsize(&detail, MAX_PROVIDER_MESSAGE);
+            let detail = crate::ellipsize(&detail, MAX_PROVIDER_MESSAGE);
             if from_imds {
                 // IMDS is the chain's last source, and the chain stops at the
                 // first source that fails: every other one had nothing. Off

@@ -12,10 +12,9 @@ mod cache;
 mod call_error;
 mod credentials;
 mod error;
-pub mod facts;
 mod metrics;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,12 +25,16 @@ use tokio::time::Instant;
 pub use error::Error;
 pub use metrics::RegistryMetrics;
 
+use crate::policy::facts::{
+    self, EncryptionType, KeyLookup, Lookup, RepositoryFacts, RepositoryLookup,
+};
 use aws::{Aws, KmsKey, RepositoryRecord, UNNAMED_KEY_ARN, UNNAMED_KEY_REASON};
 use cache::{Answer, FactCache, Ttl};
-use facts::{EncryptionType, KeyLookup, Lookup, RepositoryFacts, RepositoryLookup};
 use metrics::CacheName;
 
 use crate::image::EcrRepository;
+use crate::judging::FactSource;
+use futures::future::BoxFuture;
 
 /// How the registry caches and calls AWS.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -426,6 +429,17 @@ fn unnamed_key() -> KeyLookup {
         arn: UNNAMED_KEY_ARN.to_owned(),
         reason: UNNAMED_KEY_REASON.to_owned(),
         cause: facts::Unlearnt::NotNamed,
+    }
+}
+
+/// The facts of the policies, from ECR and KMS through the caches.
+impl FactSource for Registry {
+    fn lookup_all(
+        &self,
+        repositories: BTreeSet<EcrRepository>,
+        deadline: Instant,
+    ) -> BoxFuture<'_, HashMap<EcrRepository, Lookup>> {
+        Box::pin(Registry::lookup_all(self, repositories, deadline))
     }
 }
 

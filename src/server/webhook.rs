@@ -30,7 +30,8 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use super::deadline;
-use crate::admission::{Admission, BadReview, within_deadline};
+use crate::admission::{Admission, BadReview};
+use crate::judging::within_deadline;
 use crate::metrics::{RefusalLabels, WebhookMetrics};
 
 struct WebhookState {

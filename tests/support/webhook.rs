@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ecr_guard::admission::{Admission, Judge, ViolationSink};
+use ecr_guard::admission::{Admission, ViolationSink};
+use ecr_guard::judging::Judge;
 use ecr_guard::metrics::{AdmissionMetrics, WebhookMetrics};
 use ecr_guard::policy::Options;
 use ecr_guard::registry::{RegistryConfig, RegistryMetrics};

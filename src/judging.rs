@@ -1,4 +1,6 @@
-//! Runs the pure evaluation with the facts it needs, fetched within the deadline.
+//! Judging: the pure evaluation of `policy`, given the facts it needs, fetched
+//! within the deadline. The layer `admission` (the webhook) and `check` (the
+//! CLI) share; `registry` supplies the facts by implementing [`FactSource`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
@@ -9,8 +11,8 @@ use futures::future::BoxFuture;
 use tokio::time::Instant;
 
 use crate::image::EcrRepository;
-use crate::policy::{self, Options, Policy, Subject, Verdict};
-use crate::registry::facts::{Lookup, LookupFailure};
+use crate::policy::facts::{Lookup, LookupFailure};
+use crate::policy::{self, ImageUse, Options, Policy, Verdict};
 
 /// Where repository facts come from (the cached AWS registry in production).
 pub trait FactSource: Send + Sync {
@@ -87,17 +89,17 @@ impl Judge {
     /// Judges these images in a namespace with these labels. AWS lookups end by
     /// the lookup timeout from now, or the caller's deadline if that is earlier
     /// (see [`within_deadline`]).
-    pub async fn judge(
+    pub async fn decide(
         &self,
         policies: &[Policy],
         namespace_labels: &BTreeMap<String, String>,
-        subjects: &[Subject],
+        image_uses: &[ImageUse],
     ) -> Verdict {
         let applicable = policy::applicable(policies, namespace_labels);
-        if applicable.is_empty() || subjects.is_empty() {
+        if applicable.is_empty() || image_uses.is_empty() {
             return Verdict::default();
         }
-        let repositories = policy::repositories_to_look_up(&applicable, subjects);
+        let repositories = policy::repositories_to_look_up(&applicable, image_uses);
         let facts = if repositories.is_empty() {
             HashMap::new()
         } else {
@@ -107,21 +109,7 @@ impl Judge {
                 .unwrap_or(own);
             self.facts.lookup_all(repositories, deadline).await
         };
-        policy::evaluate(&applicable, subjects, &facts, self.options)
-    }
-}
-
-impl FactSource for crate::registry::Registry {
-    fn lookup_all(
-        &self,
-        repositories: BTreeSet<EcrRepository>,
-        deadline: Instant,
-    ) -> BoxFuture<'_, HashMap<EcrRepository, Lookup>> {
-        Box::pin(crate::registry::Registry::lookup_all(
-            self,
-            repositories,
-            deadline,
-        ))
+        policy::evaluate(&applicable, image_uses, &facts, self.options)
     }
 }
 
@@ -151,12 +139,12 @@ mod tests {
         let spec: EcrEncryptionPolicySpec =
             serde_saphyr::from_str("rules: {allowedEncryptionTypes: [KMS]}").unwrap();
         let policies = [Policy::compile("p", &spec)];
-        let subjects = [Subject::new(
+        let image_uses = [ImageUse::new(
             Slot::Container,
             "app",
             "123456789012.dkr.ecr.us-east-1.amazonaws.com/team/app:1",
         )];
-        judge.judge(&policies, &BTreeMap::new(), &subjects).await;
+        judge.decide(&policies, &BTreeMap::new(), &image_uses).await;
         facts.0.lock().unwrap().pop().expect("a lookup")
     }
 
