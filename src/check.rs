@@ -8,11 +8,11 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::admission::workload::{self, WorkloadKind};
 use crate::cli::{CheckArgs, OutputFormat};
 use crate::inventory::{Inventory, NAME_LABEL};
 use crate::judging::Judge;
 use crate::policy::{self, ImageUse, Mode, Policy, Slot, Verdict};
+use crate::workload::{self, WorkloadKind};
 
 /// What `check` failed to do before it could judge anything (exit code 2).
 #[derive(Debug, thiserror::Error)]

@@ -17,6 +17,7 @@ pub mod registry;
 pub mod run;
 pub mod server;
 pub mod tls;
+pub mod workload;
 
 /// `text` cut after `max_chars` characters (on a char boundary) with `…` added;
 /// unchanged when it is not longer. For messages that repeat what a client

@@ -3,7 +3,6 @@
 mod object;
 mod request;
 mod review;
-pub mod workload;
 
 pub use object::{KeepRaw, ObjectSpec, OnePass, ReviewedObject};
 pub use request::{GroupKind, Request};

@@ -20,8 +20,8 @@ use kube::core::{ApiResource, DynamicResourceScope, ObjectMeta, Resource};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
-use super::workload::{self, SpecView, WorkloadError, WorkloadKind};
 use crate::policy::ImageUse;
+use crate::workload::{self, SpecView, WorkloadError, WorkloadKind};
 
 /// An admitted object: its name and the images of its `spec`.
 ///

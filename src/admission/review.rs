@@ -11,11 +11,11 @@ use tracing::{Instrument, debug, debug_span, info, warn};
 
 use super::object::{KeepRaw, ReviewedObject};
 use super::request::{Request, ReviewView};
-use super::workload::{self, WorkloadKind};
 use crate::inventory::Inventory;
 use crate::judging::Judge;
 use crate::metrics::{AdmissionMetrics, KindLabels, RequestLabels, ViolationLabels};
 use crate::policy::{ImageUse, Mode, Verdict, Violation};
+use crate::workload::{self, WorkloadKind};
 
 /// Audit annotation listing DryRun violations. The API server prefixes it with the
 /// webhook's name (`validate.ecrguard.io/dry-run-violations`) and accepts only keys
