@@ -1,6 +1,12 @@
 //! ecr-guard: a validating admission webhook that checks how the ECR repositories
 //! behind a workload's images are encrypted.
 #![forbid(unsafe_code)]
+// A webhook in front of the API server must answer, not abort: no unwrap,
+// expect or panic in the product (tests may: a failed assertion is their job).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod admission;
 pub mod check;

@@ -1,3 +1,10 @@
+// A webhook in front of the API server must answer, not abort: no unwrap,
+// expect or panic in the product (tests may: a failed assertion is their job).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 use clap::Parser;
 use ecr_guard::cli::{Cli, Command};
 use ecr_guard::run;

@@ -85,11 +85,19 @@ fn make_test_runs_the_summary_last_without_stopping_at_the_first_failing_binary(
         String::from_utf8_lossy(&out.stderr)
     );
     let plan = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        plan.lines().last(),
-        Some(
-            "bash scripts/test-summary.sh cargo test --locked --workspace --tests --benches --examples --no-fail-fast"
-        ),
-        "{plan}"
-    );
+    let summary = "bash scripts/test-summary.sh cargo test --locked --workspace --tests --benches --examples --no-fail-fast";
+    let last = plan.lines().last().unwrap_or_default();
+    let Some(unit_env) = last.strip_suffix(summary) else {
+        panic!("the last step is not the summary:\n{plan}");
+    };
+    // The tests run with the compiler the build step used, or cargo would
+    // compile the workspace's crates a second time.
+    let build = plan
+        .lines()
+        .find(|line| line.ends_with("cargo build --locked --workspace --all-targets"))
+        .unwrap_or_else(|| panic!("no workspace build step:\n{plan}"));
+    let build_env = build.trim_end_matches("cargo build --locked --workspace --all-targets");
+    assert_eq!(unit_env, build_env, "{plan}");
+    assert!(unit_env.contains("clippy-driver"), "{plan}");
+    assert!(unit_env.contains("CLIPPY_ARGS=-Dwarnings"), "{plan}");
 }
