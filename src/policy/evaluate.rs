@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::compile::{Body, Checks, Policy};
 use super::crd::{Mode, NonEcrImages, OnLookupFailure};
-use super::verdict::{Finding, Hint, Reason, Verdict, Violation};
+use super::verdict::{Finding, Hint, Reason, Verdict, Violation, key_region};
 use crate::image::{EcrRepository, ImageError, ImageRef};
 use crate::policy::facts::{
     EncryptionType, KeyFacts, KeyLookup, KeyManager, KeyState, Lookup, LookupFailure,
@@ -390,7 +390,7 @@ fn check_key(
     }
     // The key's region, from its ARN: KMS keys are regional, and the ARN is
     // where KMS said the key lives. Never the repository's region by default.
-    let region = key_region(arn).map(str::to_owned);
+    let region = key_region(arn);
     if c.require_key_rotation {
         let requirement = format!("policy {policy} requires key rotation");
         match &key.rotation {
@@ -475,11 +475,6 @@ fn preferred_type(allowed: &[EncryptionType]) -> EncryptionType {
     .into_iter()
     .find(|t| allowed.contains(t))
     .unwrap_or(EncryptionType::Kms)
-}
-
-/// The region field of a KMS key ARN (`arn:aws:kms:REGION:ACCOUNT:key/ID`).
-pub(crate) fn key_region(arn: &str) -> Option<&str> {
-    arn.split(':').nth(3).filter(|r| !r.is_empty())
 }
 
 /// A Disabled or PendingDeletion key breaks pulls whatever the policies say: worth a

@@ -6,7 +6,7 @@ use std::fmt;
 
 use super::crd::Mode;
 use crate::image::EcrRepository;
-use crate::policy::facts::{EncryptionType, KeyState, LookupFailure, Unlearnt};
+use crate::policy::facts::{EncryptionType, KeyArn, KeyArnKind, KeyState, LookupFailure, Unlearnt};
 
 /// Longest warning we aim for; kubectl prints each on its own line.
 const WARNING_WIDTH: usize = 120;
@@ -104,6 +104,7 @@ impl Violation {
 
 /// `arn:aws:kms:us-east-1:123456789012:key/1a2b3c4d-…` → `1a2b3c4d…`: enough to
 /// recognise the key in a 120-character warning; the full ARN is in the log line.
+/// Alias ARNs and other words are kept as they are.
 fn shorten_key_arns(text: &str) -> String {
     // Written into one String: a String per word cost a warned review ~25
     // allocations per warning.
@@ -112,27 +113,40 @@ fn shorten_key_arns(text: &str) -> String {
         if n > 0 {
             out.push(' ');
         }
-        match word.find(":key/") {
-            Some(i) if word.starts_with("arn:") => {
-                let rest = &word[i + 5..];
-                // Keep punctuation after the id (`…key/ID,` or `…key/ID;`).
-                let end = rest
-                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
-                    .unwrap_or(rest.len());
-                let (id, tail) = rest.split_at(end);
+        match leading_key_arn(word) {
+            Some((key, tail)) => {
+                let id = key.id();
                 match id.char_indices().nth(8) {
                     Some((cut, _)) => {
                         out.push_str(&id[..cut]);
                         out.push('…');
-                        out.push_str(tail);
                     }
-                    None => out.push_str(rest),
+                    None => out.push_str(id),
                 }
+                out.push_str(tail);
             }
-            _ => out.push_str(word),
+            None => out.push_str(word),
         }
     }
     out
+}
+
+/// A word that is a key ARN followed by punctuation (`…key/ID,` or `…key/ID;`):
+/// the ARN and the punctuation. Key ids are letters, digits and `-`.
+fn leading_key_arn(word: &str) -> Option<(KeyArn<'_>, &str)> {
+    if !word.starts_with("arn:") {
+        return None; // the common case, without parsing
+    }
+    let end = word.rfind(|c: char| c.is_ascii_alphanumeric() || c == '-')? + 1;
+    let (arn, tail) = word.split_at(end);
+    let key = KeyArn::parse(arn).ok()?;
+    (key.kind() == KeyArnKind::Key).then_some((key, tail))
+}
+
+/// The region of a key (or alias) ARN, for a hint's `--region`; `None` when the
+/// ARN does not say, so that the hint never guesses.
+pub(super) fn key_region(arn: &str) -> Option<String> {
+    KeyArn::parse(arn).ok().map(|key| key.region().to_owned())
 }
 
 /// At most `width` characters in all, the last one `…` when cut.
@@ -219,7 +233,7 @@ impl Hint {
             Unlearnt::NotNamed => Hint::KeyNotNamed { repo: repo.clone() },
             Unlearnt::Rejected => Hint::AskKms {
                 command: "describe-key",
-                region: super::evaluate::key_region(&arn).map(str::to_owned),
+                region: key_region(&arn),
                 arn,
             },
             Unlearnt::Unreported => Hint::UpgradeEcrGuard,
@@ -447,7 +461,7 @@ pub fn hints<'v>(
 
 #[cfg(test)]
 mod tests {
-    use super::shorten_key_arns;
+    use super::{key_region, shorten_key_arns};
 
     #[test]
     fn key_arns_are_shortened_to_their_first_eight_characters() {
@@ -461,5 +475,34 @@ mod tests {
             shorten_key_arns("arn:aws:kms:r:1:key/abc; arn:aws:kms:r:1:alias/x"),
             "abc; arn:aws:kms:r:1:alias/x"
         );
+    }
+
+    #[test]
+    fn key_arns_of_other_partitions_are_shortened_and_malformed_ones_kept() {
+        assert_eq!(
+            shorten_key_arns("key arn:aws-cn:kms:cn-north-1:1:key/mrk-1234abcd5678, twice"),
+            "key mrk-1234…, twice"
+        );
+        for kept in [
+            "arn:aws:s3:r:1:key/1234567890",
+            "arn:aws:kms::1:key/1234567890",
+        ] {
+            assert_eq!(shorten_key_arns(kept), kept);
+        }
+    }
+
+    #[test]
+    fn a_hint_region_comes_from_the_key_or_alias_arn_or_not_at_all() {
+        assert_eq!(
+            key_region("arn:aws-us-gov:kms:us-gov-west-1:111122223333:key/abc").as_deref(),
+            Some("us-gov-west-1")
+        );
+        assert_eq!(
+            key_region("arn:aws:kms:eu-west-1:111122223333:alias/aws/ecr").as_deref(),
+            Some("eu-west-1")
+        );
+        for none in ["arn:aws:kms::123456789012:key/1111", "alias/aws/ecr", ""] {
+            assert_eq!(key_region(none), None, "{none}");
+        }
     }
 }
