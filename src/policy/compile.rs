@@ -9,7 +9,7 @@ use globset::{Glob, GlobBuilder, GlobMatcher};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::core::{Selector, SelectorExt};
 
-use super::crd::{EcrEncryptionPolicySpec, Mode, NonEcrImages, OnLookupFailure};
+use super::crd::{EcrEncryptionPolicySpec, Mode, NonEcrImages, OnLookupFailure, Rules};
 use crate::policy::facts::EncryptionType;
 
 /// One thing wrong with a policy, with where it is.
@@ -95,47 +95,8 @@ impl Policy {
             &mut errors,
         );
         let rules = &spec.rules;
-        let allowed_kms_keys = compile_globs(
-            "spec.rules.allowedKmsKeys",
-            &rules.allowed_kms_keys,
-            false,
-            &mut errors,
-        );
-        for (i, key) in rules.allowed_kms_keys.iter().enumerate() {
-            if !(key.starts_with("arn:") || key == "*") {
-                errors.push(field(
-                    format!("spec.rules.allowedKmsKeys[{i}]"),
-                    format!(
-                        "{key:?} is not a key ARN glob: ECR reports keys by ARN, e.g. \
-                         arn:aws:kms:*:123456789012:key/*"
-                    ),
-                ));
-            }
-        }
-        let mut allowed_types = rules.allowed_encryption_types.clone();
-        allowed_types.sort();
-        allowed_types.dedup();
-        if allowed_types.is_empty() {
-            errors.push(field(
-                "spec.rules.allowedEncryptionTypes",
-                "must not be empty: no repository could satisfy it",
-            ));
-        } else if allowed_types == [EncryptionType::Aes256] {
-            let key_rules = [
-                (
-                    rules.require_customer_managed_key,
-                    "requireCustomerManagedKey",
-                ),
-                (rules.require_key_rotation, "requireKeyRotation"),
-                (!rules.allowed_kms_keys.is_empty(), "allowedKmsKeys"),
-            ];
-            for (_, rule) in key_rules.iter().filter(|(set, _)| *set) {
-                errors.push(field(
-                    format!("spec.rules.{rule}"),
-                    "can never hold: allowedEncryptionTypes allows only AES256, which has no KMS key",
-                ));
-            }
-        }
+        let allowed_kms_keys = compile_key_globs(&rules.allowed_kms_keys, &mut errors);
+        let allowed_types = compile_types(rules, &mut errors);
 
         let body = if errors.is_empty() {
             Body::Valid(Box::new(Checks {
@@ -206,6 +167,53 @@ fn field(path: impl Into<String>, message: impl Into<String>) -> FieldError {
         path: path.into(),
         message: message.into(),
     }
+}
+
+/// `allowedKmsKeys`: globs, each on a key ARN (ECR reports keys by ARN).
+fn compile_key_globs(globs: &[String], errors: &mut Vec<FieldError>) -> Vec<Pattern> {
+    let patterns = compile_globs("spec.rules.allowedKmsKeys", globs, false, errors);
+    for (i, key) in globs.iter().enumerate() {
+        if !(key.starts_with("arn:") || key == "*") {
+            errors.push(field(
+                format!("spec.rules.allowedKmsKeys[{i}]"),
+                format!(
+                    "{key:?} is not a key ARN glob: ECR reports keys by ARN, e.g. \
+                     arn:aws:kms:*:123456789012:key/*"
+                ),
+            ));
+        }
+    }
+    patterns
+}
+
+/// `allowedEncryptionTypes`, sorted and without repeats; a problem for each key
+/// rule that can never hold when AES256 (no key) is all it allows.
+fn compile_types(rules: &Rules, errors: &mut Vec<FieldError>) -> Vec<EncryptionType> {
+    let mut allowed_types = rules.allowed_encryption_types.clone();
+    allowed_types.sort();
+    allowed_types.dedup();
+    if allowed_types.is_empty() {
+        errors.push(field(
+            "spec.rules.allowedEncryptionTypes",
+            "must not be empty: no repository could satisfy it",
+        ));
+    } else if allowed_types == [EncryptionType::Aes256] {
+        let key_rules = [
+            (
+                rules.require_customer_managed_key,
+                "requireCustomerManagedKey",
+            ),
+            (rules.require_key_rotation, "requireKeyRotation"),
+            (!rules.allowed_kms_keys.is_empty(), "allowedKmsKeys"),
+        ];
+        for (_, rule) in key_rules.iter().filter(|(set, _)| *set) {
+            errors.push(field(
+                format!("spec.rules.{rule}"),
+                "can never hold: allowedEncryptionTypes allows only AES256, which has no KMS key",
+            ));
+        }
+    }
+    allowed_types
 }
 
 fn compile_globs(

@@ -233,3 +233,226 @@ impl fmt::Display for LookupFailure {
 
 /// The outcome of looking up one repository, as evaluation sees it.
 pub type Lookup = Result<RepositoryLookup, LookupFailure>;
+
+/// A KMS key ARN or alias ARN, parsed once:
+/// `arn:PARTITION:kms:REGION:ACCOUNT:key/KEY_ID` or
+/// `arn:PARTITION:kms:REGION:ACCOUNT:alias/ALIAS_NAME`.
+///
+/// The format is the one of "Key identifiers (KeyId)" in the AWS KMS Developer
+/// Guide (<https://docs.aws.amazon.com/kms/latest/developerguide/concepts.html#key-id>).
+/// Every field must be present and non-empty; any partition is accepted (`aws`,
+/// `aws-cn`, `aws-us-gov`, …) and the id is taken as written (KMS is the
+/// authority on which ids exist). Borrows the text it was parsed from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyArn<'a> {
+    partition: &'a str,
+    region: &'a str,
+    account: &'a str,
+    kind: KeyArnKind,
+    id: &'a str,
+}
+
+/// What a KMS ARN names: a key (`key/ID`) or an alias (`alias/NAME`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyArnKind {
+    Key,
+    Alias,
+}
+
+impl KeyArnKind {
+    /// The resource type as written in the ARN: `key` or `alias`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Key => "key",
+            Self::Alias => "alias",
+        }
+    }
+}
+
+/// Why a text is not a KMS key or alias ARN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyArnError {
+    /// Fewer than six `:`-separated fields, or not starting with `arn`.
+    NotAnArn,
+    /// An ARN of another service than `kms`.
+    NotKms,
+    /// The named field (`partition`, `region`, `account`, `id`) is empty.
+    Empty(&'static str),
+    /// The resource is neither `key/…` nor `alias/…`.
+    NotKeyOrAlias,
+}
+
+impl fmt::Display for KeyArnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotAnArn => f.write_str("not an ARN (arn:PARTITION:kms:REGION:ACCOUNT:key/ID)"),
+            Self::NotKms => f.write_str("not a KMS ARN"),
+            Self::Empty(field) => write!(f, "the ARN's {field} is empty"),
+            Self::NotKeyOrAlias => f.write_str("the ARN names neither key/ID nor alias/NAME"),
+        }
+    }
+}
+
+impl std::error::Error for KeyArnError {}
+
+impl<'a> KeyArn<'a> {
+    /// Parses a key or alias ARN; an error says which part is wrong.
+    pub fn parse(text: &'a str) -> Result<Self, KeyArnError> {
+        let mut parts = text.splitn(6, ':');
+        let (
+            Some("arn"),
+            Some(partition),
+            Some(service),
+            Some(region),
+            Some(account),
+            Some(resource),
+        ) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        )
+        else {
+            return Err(KeyArnError::NotAnArn);
+        };
+        if service != "kms" {
+            return Err(KeyArnError::NotKms);
+        }
+        let (kind, id) = if let Some(id) = resource.strip_prefix("key/") {
+            (KeyArnKind::Key, id)
+        } else if let Some(name) = resource.strip_prefix("alias/") {
+            (KeyArnKind::Alias, name)
+        } else {
+            return Err(KeyArnError::NotKeyOrAlias);
+        };
+        let fields = [
+            ("partition", partition),
+            ("region", region),
+            ("account", account),
+            ("id", id),
+        ];
+        if let Some((field, _)) = fields.iter().find(|(_, value)| value.is_empty()) {
+            return Err(KeyArnError::Empty(field));
+        }
+        Ok(Self {
+            partition,
+            region,
+            account,
+            kind,
+            id,
+        })
+    }
+
+    /// `aws`, `aws-cn`, `aws-us-gov`, …
+    pub fn partition(&self) -> &'a str {
+        self.partition
+    }
+
+    /// The region the key lives in: KMS keys are regional.
+    pub fn region(&self) -> &'a str {
+        self.region
+    }
+
+    /// The AWS account that owns the key (12 digits from AWS; not checked here).
+    pub fn account(&self) -> &'a str {
+        self.account
+    }
+
+    pub fn kind(&self) -> KeyArnKind {
+        self.kind
+    }
+
+    /// The key id (`1234abcd-…`, `mrk-…`) or the alias name (`aws/ecr`), without
+    /// its `key/` or `alias/` prefix.
+    pub fn id(&self) -> &'a str {
+        self.id
+    }
+}
+
+impl fmt::Display for KeyArn<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "arn:{}:kms:{}:{}:{}/{}",
+            self.partition,
+            self.region,
+            self.account,
+            self.kind.as_str(),
+            self.id
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{KeyArn, KeyArnError, KeyArnKind};
+
+    #[test]
+    fn a_key_arn_parses_into_its_fields_and_back() {
+        let text = "arn:aws:kms:us-east-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+        let arn = KeyArn::parse(text).unwrap();
+        assert_eq!(arn.partition(), "aws");
+        assert_eq!(arn.region(), "us-east-2");
+        assert_eq!(arn.account(), "111122223333");
+        assert_eq!(arn.kind(), KeyArnKind::Key);
+        assert_eq!(arn.id(), "1234abcd-12ab-34cd-56ef-1234567890ab");
+        assert_eq!(arn.to_string(), text);
+    }
+
+    #[test]
+    fn an_alias_arn_keeps_the_slashes_of_its_name() {
+        let text = "arn:aws:kms:us-east-1:111122223333:alias/aws/ecr";
+        let arn = KeyArn::parse(text).unwrap();
+        assert_eq!(arn.kind(), KeyArnKind::Alias);
+        assert_eq!(arn.id(), "aws/ecr");
+        assert_eq!(arn.region(), "us-east-1");
+        assert_eq!(arn.to_string(), text);
+    }
+
+    #[rstest::rstest]
+    #[case(
+        "arn:aws-cn:kms:cn-north-1:111122223333:key/mrk-1234",
+        "aws-cn",
+        "cn-north-1"
+    )]
+    #[case(
+        "arn:aws-us-gov:kms:us-gov-west-1:111122223333:key/abc",
+        "aws-us-gov",
+        "us-gov-west-1"
+    )]
+    fn other_partitions_parse(#[case] text: &str, #[case] partition: &str, #[case] region: &str) {
+        let arn = KeyArn::parse(text).unwrap();
+        assert_eq!((arn.partition(), arn.region()), (partition, region));
+        assert_eq!(arn.to_string(), text);
+    }
+
+    #[rstest::rstest]
+    #[case("", KeyArnError::NotAnArn)]
+    #[case("1234abcd-12ab-34cd-56ef-1234567890ab", KeyArnError::NotAnArn)]
+    #[case("alias/aws/ecr", KeyArnError::NotAnArn)]
+    #[case("arn:aws:kms:us-east-1:key/abc", KeyArnError::NotAnArn)]
+    #[case("urn:aws:kms:us-east-1:111122223333:key/abc", KeyArnError::NotAnArn)]
+    #[case("arn:aws:s3:us-east-1:111122223333:key/abc", KeyArnError::NotKms)]
+    #[case("arn:aws:kms::111122223333:key/abc", KeyArnError::Empty("region"))]
+    #[case(":aws:kms:us-east-1:111122223333:key/abc", KeyArnError::NotAnArn)]
+    #[case(
+        "arn::kms:us-east-1:111122223333:key/abc",
+        KeyArnError::Empty("partition")
+    )]
+    #[case("arn:aws:kms:us-east-1::key/abc", KeyArnError::Empty("account"))]
+    #[case("arn:aws:kms:us-east-1:111122223333:key/", KeyArnError::Empty("id"))]
+    #[case("arn:aws:kms:us-east-1:111122223333:alias/", KeyArnError::Empty("id"))]
+    #[case(
+        "arn:aws:kms:us-east-1:111122223333:grant/abc",
+        KeyArnError::NotKeyOrAlias
+    )]
+    fn malformed_arns_are_refused_with_what_is_wrong(
+        #[case] text: &str,
+        #[case] error: KeyArnError,
+    ) {
+        assert_eq!(KeyArn::parse(text), Err(error), "{text}");
+        assert!(!error.to_string().is_empty());
+    }
+}

@@ -26,7 +26,8 @@ use super::call_error::{CallError, classify};
 use super::metrics::{Api, Outcome, RegistryMetrics};
 use crate::image::EcrRepository;
 use crate::policy::facts::{
-    EncryptionType, KeyFacts, KeyLookup, KeyManager, KeyState, LookupFailure, Rotation, Unlearnt,
+    EncryptionType, KeyArn, KeyArnKind, KeyFacts, KeyLookup, KeyManager, KeyState, LookupFailure,
+    Rotation, Unlearnt,
 };
 
 /// Regions whose clients are kept. Region names come from image hosts, so a
@@ -465,24 +466,10 @@ impl Aws {
 /// The region of a KMS *key* ARN (`arn:PARTITION:kms:REGION:ACCOUNT:key/ID`);
 /// `None` for anything else, aliases included.
 fn key_arn_region(arn: &str) -> Option<&str> {
-    let mut parts = arn.splitn(6, ':');
-    let (Some("arn"), Some(partition), Some("kms"), Some(region), Some(account), Some(resource)) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
-        return None;
-    };
-    let valid = !partition.is_empty()
-        && !region.is_empty()
-        && !account.is_empty()
-        && resource
-            .strip_prefix("key/")
-            .is_some_and(|id| !id.is_empty());
-    valid.then_some(region)
+    KeyArn::parse(arn)
+        .ok()
+        .filter(|key| key.kind() == KeyArnKind::Key)
+        .map(|key| key.region())
 }
 
 #[cfg(test)]
