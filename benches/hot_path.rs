@@ -64,7 +64,8 @@ fn compile(yaml: &str) -> Arc<[Policy]> {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("policies.yaml");
     std::fs::write(&path, yaml).expect("write policies");
-    let policies = ecr_guard::local::load_policies(&[path]).expect("bench policies load");
+    let policies =
+        ecr_guard::inventory::files::load_policies(&[path]).expect("bench policies load");
     ecr_guard::inventory::compile_all(&policies)
 }
 
@@ -209,7 +210,9 @@ fn review(c: &mut Criterion) {
     let registry = warm_registry(&runtime);
     let namespaces = fixtures::NAMESPACES
         .iter()
-        .map(|spec| ecr_guard::local::parse_namespace_labels(spec).expect("namespace spec"))
+        .map(|spec| {
+            ecr_guard::inventory::files::parse_namespace_labels(spec).expect("namespace spec")
+        })
         .collect();
     let inventory: Arc<dyn Inventory> = Arc::new(StaticInventory::new(
         compile(&fixtures::load_test_policies()),

@@ -19,8 +19,8 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::inventory::{ClusterInventory, compile_object};
-use super::{FIELD_MANAGER, policy_resource};
+use super::FIELD_MANAGER;
+use crate::inventory::cluster::{ClusterInventory, compile_object, policy_resource};
 use crate::policy::{EcrEncryptionPolicyStatus, Policy};
 
 /// The condition type.

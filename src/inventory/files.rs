@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::inventory::{NAME_LABEL, StaticInventory, compile_all};
+use super::{NAME_LABEL, StaticInventory, compile_all};
 use crate::k8s_names;
 use crate::policy::EcrEncryptionPolicy;
 use crate::policy::strict::{self, UnknownField};

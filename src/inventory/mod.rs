@@ -2,6 +2,9 @@
 //! Two sources fill it: local files (`--policy-file`, `--namespace-labels`,
 //! `--namespaces-file`) or the cluster's reflectors (`cluster`).
 
+pub mod cluster;
+pub mod files;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 

@@ -8,18 +8,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use arc_swap::ArcSwap;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use kube::api::{DynamicObject, PartialObjectMeta};
+use kube::api::{ApiResource, DynamicObject, PartialObjectMeta};
 use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 use kube::runtime::watcher::Event;
 use serde_json::Value;
 use tokio::sync::Notify;
 use tracing::info;
 
-use super::policy_resource;
-use crate::inventory::{Inventory, NAME_LABEL, NamespaceInfo, name_only_labels};
+use super::{Inventory, NAME_LABEL, NamespaceInfo, name_only_labels};
 use crate::policy::{
-    EcrEncryptionPolicySpec, FieldError, Mode, NonEcrImages, OnLookupFailure, Policy, Rules,
+    EcrEncryptionPolicy, EcrEncryptionPolicySpec, FieldError, Mode, NonEcrImages, OnLookupFailure,
+    Policy, Rules,
 };
+
+/// The API resource policies are read as: untyped, so one object this version
+/// cannot decode becomes an invalid policy instead of breaking the whole watch.
+pub fn policy_resource() -> ApiResource {
+    ApiResource::erase::<EcrEncryptionPolicy>(&())
+}
 
 /// Policies and namespaces as the cluster last told us.
 pub struct ClusterInventory {
