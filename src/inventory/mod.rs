@@ -1,16 +1,22 @@
-//! What admission reads to decide: the policies in force and namespace labels.
-//! Two sources fill it: local files (`--policy-file`, `--namespace-labels`,
-//! `--namespaces-file`) or the cluster's reflectors (`cluster`).
+//! What admission and `check` decide by: the policies in force and namespace
+//! labels, read through one trait so neither knows the source — files and flags
+//! ([`files`]) or the cluster's reflectors ([`cluster`]). Both compile policies
+//! through [`compile_all`], so a policy means the same, and sorts the same,
+//! whichever source holds it.
 
 pub mod cluster;
 pub mod files;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use tracing::warn;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use serde_json::Value;
 
-use crate::policy::{EcrEncryptionPolicy, Policy};
+use crate::policy::{
+    EcrEncryptionPolicy, EcrEncryptionPolicySpec, FieldError, Mode, NonEcrImages, OnLookupFailure,
+    Policy, Rules,
+};
 
 /// The label every namespace carries with its own name (set by the API server
 /// since Kubernetes 1.22); local mode adds it too so selectors behave the same.
@@ -35,7 +41,7 @@ pub trait Inventory: Send + Sync {
     fn namespace(&self, namespace: &str) -> NamespaceInfo;
     /// The labels admission judges a namespace by: [`Inventory::namespace`]'s
     /// labels. An implementation may note a namespace it does not know here (see
-    /// [`StaticInventory`]); [`Inventory::namespace`] never does.
+    /// [`files::StaticInventory`]); [`Inventory::namespace`] never does.
     fn namespace_labels(&self, namespace: &str) -> BTreeMap<String, String> {
         self.namespace(namespace).labels
     }
@@ -48,14 +54,90 @@ pub trait Inventory: Send + Sync {
     }
 }
 
-/// Compiles policy objects, sorted by name so verdicts are deterministic.
-pub fn compile_all<'a>(
-    objects: impl IntoIterator<Item = &'a EcrEncryptionPolicy>,
+/// One policy object as a source holds it: [`files`] holds
+/// [`EcrEncryptionPolicy`]s decoded as they load, [`cluster`] holds what the API
+/// server sent, undecoded.
+pub trait PolicyObject {
+    /// Its `metadata.name`; empty if it has none.
+    fn name(&self) -> &str;
+    /// Its `spec`.
+    fn spec(&self) -> HeldSpec<'_>;
+}
+
+/// A policy object's `spec`, decoded or not.
+#[derive(Clone, Copy, Debug)]
+pub enum HeldSpec<'a> {
+    /// Already decoded: a file that does not decode is a load error instead.
+    Decoded(&'a EcrEncryptionPolicySpec),
+    /// JSON as the API server stores it (`None`: the object has no `spec`). It
+    /// may come from a newer CRD than this version decodes.
+    Json(Option<&'a Value>),
+}
+
+impl PolicyObject for EcrEncryptionPolicy {
+    fn name(&self) -> &str {
+        self.metadata.name.as_deref().unwrap_or_default()
+    }
+
+    fn spec(&self) -> HeldSpec<'_> {
+        HeldSpec::Decoded(&self.spec)
+    }
+}
+
+/// Compiles one policy object. Never fails: an invalid spec becomes an invalid
+/// policy that fails closed. A JSON spec this version cannot decode (an enum
+/// value from a newer CRD, say) or that is missing becomes an invalid policy with
+/// one problem at `spec`, keeping whatever of its mode and namespace selector can
+/// be read, so it still applies only where it was meant to.
+pub fn compile(object: &(impl PolicyObject + ?Sized)) -> Policy {
+    let name = object.name();
+    let json = match object.spec() {
+        HeldSpec::Decoded(spec) => return Policy::compile(name, spec),
+        HeldSpec::Json(json) => json.cloned().unwrap_or(Value::Null),
+    };
+    match serde_json::from_value::<EcrEncryptionPolicySpec>(json.clone()) {
+        Ok(spec) => Policy::compile(name, &spec),
+        Err(error) => undecodable(name, &json, &error),
+    }
+}
+
+/// The fail-closed stand-in for a JSON spec that does not decode.
+fn undecodable(name: &str, json: &Value, error: &serde_json::Error) -> Policy {
+    let mode = json
+        .get("mode")
+        .and_then(|m| serde_json::from_value::<Mode>(m.clone()).ok())
+        .unwrap_or_default();
+    let selector = json
+        .get("namespaceSelector")
+        .and_then(|s| serde_json::from_value::<LabelSelector>(s.clone()).ok());
+    let fallback = EcrEncryptionPolicySpec {
+        mode,
+        namespace_selector: selector,
+        images: vec!["*".to_string()],
+        exclude_images: Vec::new(),
+        rules: Rules::default(),
+        non_ecr_images: NonEcrImages::default(),
+        on_lookup_failure: OnLookupFailure::default(),
+    };
+    let message = if json.is_null() {
+        "is missing".to_string()
+    } else {
+        format!("cannot be read by this version of ecr-guard: {error}")
+    };
+    Policy::compile(name, &fallback).with_problems(vec![FieldError {
+        path: "spec".to_string(),
+        message,
+    }])
+}
+
+/// Compiles policy objects into what [`Inventory::policies`] returns: sorted by
+/// name, so verdicts and messages list policies in one order whichever source
+/// holds them. Names are unique in both (a file defining one twice does not
+/// load; the API server keys objects by name), so nothing is dropped here.
+pub fn compile_all<'a, O: PolicyObject + ?Sized + 'a>(
+    objects: impl IntoIterator<Item = &'a O>,
 ) -> Arc<[Policy]> {
-    let mut policies: Vec<Policy> = objects
-        .into_iter()
-        .map(|o| Policy::compile(o.metadata.name.as_deref().unwrap_or_default(), &o.spec))
-        .collect();
+    let mut policies: Vec<Policy> = objects.into_iter().map(compile).collect();
     policies.sort_by(|a, b| a.name.cmp(&b.name));
     policies.into()
 }
@@ -65,274 +147,82 @@ pub fn name_only_labels(namespace: &str) -> BTreeMap<String, String> {
     BTreeMap::from([(NAME_LABEL.to_string(), namespace.to_string())])
 }
 
-/// How many distinct unknown namespaces [`StaticInventory`] logs one by one; past
-/// this it says once that it stops, so a caller inventing namespaces cannot grow
-/// the set (or the log) without bound.
-const MAX_LOGGED_UNKNOWN_NAMESPACES: usize = 1024;
-
-/// A fixed inventory: policies and namespaces given at start-up.
-#[derive(Clone, Debug)]
-pub struct StaticInventory {
-    policies: Arc<[Policy]>,
-    namespaces: HashMap<String, BTreeMap<String, String>>,
-    /// Unknown namespaces already logged by `namespace_labels`.
-    logged_unknown: Arc<Mutex<UnknownLog>>,
-}
-
-#[derive(Debug, Default)]
-struct UnknownLog {
-    seen: HashSet<String>,
-    /// The limit was reached (and said so): nothing more is logged.
-    full: bool,
-}
-
-impl StaticInventory {
-    pub fn new(
-        policies: Arc<[Policy]>,
-        namespaces: HashMap<String, BTreeMap<String, String>>,
-    ) -> Self {
-        Self {
-            policies,
-            namespaces,
-            logged_unknown: Arc::default(),
-        }
-    }
-
-    /// Logs (at warn) the first review in a namespace the files do not describe,
-    /// once per namespace: in local `serve` mode that namespace is judged by its
-    /// name label alone, which is worth knowing but not worth a line per review.
-    fn note_unknown(&self, namespace: &str) {
-        // A poisoned lock only means another thread panicked while logging; the
-        // set is still usable.
-        let mut logged = self
-            .logged_unknown
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if logged.full || logged.seen.contains(namespace) {
-            return;
-        }
-        if logged.seen.len() == MAX_LOGGED_UNKNOWN_NAMESPACES {
-            logged.full = true;
-            warn!(
-                limit = MAX_LOGGED_UNKNOWN_NAMESPACES,
-                "more namespaces not described by --namespace-labels or --namespaces-file; no longer logging each"
-            );
-            return;
-        }
-        logged.seen.insert(namespace.to_string());
-        warn!(
-            namespace,
-            "namespace not described by --namespace-labels or --namespaces-file: judged by its {NAME_LABEL} label alone (logged once per namespace)"
-        );
-    }
-}
-
-impl Inventory for StaticInventory {
-    fn policies(&self) -> Arc<[Policy]> {
-        self.policies.clone()
-    }
-
-    fn namespace(&self, namespace: &str) -> NamespaceInfo {
-        let known = self.namespaces.get(namespace);
-        let mut labels = known.cloned().unwrap_or_default();
-        labels.insert(NAME_LABEL.to_string(), namespace.to_string());
-        NamespaceInfo {
-            labels,
-            known: known.is_some(),
-        }
-    }
-
-    fn namespace_labels(&self, namespace: &str) -> BTreeMap<String, String> {
-        let info = self.namespace(namespace);
-        if !info.known {
-            self.note_unknown(namespace);
-        }
-        info.labels
-    }
-
-    fn namespace_source(&self) -> &'static str {
-        "--namespace-labels or --namespaces-file"
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
+    use kube::api::DynamicObject;
+    use serde_json::json;
 
-    /// Everything logged while `f` runs, as text lines.
-    fn logged(f: impl FnOnce()) -> Vec<String> {
-        #[derive(Clone, Default)]
-        struct Sink(Arc<Mutex<Vec<u8>>>);
-        impl Write for Sink {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
+    fn object(name: &str, spec: Option<Value>) -> Value {
+        let mut object = json!({
+            "apiVersion": "ecrguard.io/v1alpha1",
+            "kind": "EcrEncryptionPolicy",
+            "metadata": {"name": name},
+        });
+        if let Some(spec) = spec {
+            object["spec"] = spec;
         }
-        let sink = Sink::default();
-        let writer = sink.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .without_time()
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::with_default(subscriber, f);
-        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
-        text.lines().map(str::to_string).collect()
+        object
     }
 
-    fn payments() -> StaticInventory {
-        StaticInventory::new(
-            Arc::from(Vec::new()),
-            HashMap::from([(
-                "payments".to_string(),
-                BTreeMap::from([("compliance".to_string(), "regulated".to_string())]),
-            )]),
-        )
+    /// What a policy compiles to, as text (`Policy` has no `PartialEq`).
+    fn shown(policies: &[Policy]) -> Vec<String> {
+        policies.iter().map(|p| format!("{p:?}")).collect()
     }
 
+    /// Files hold decoded objects and the cluster JSON: the same objects compile
+    /// to the same policies, in name order, from either.
     #[test]
-    fn a_namespace_is_known_only_when_described() {
-        let inv = payments();
-        let known = inv.namespace("payments");
-        assert!(known.known);
-        assert_eq!(known.labels["compliance"], "regulated");
-        assert_eq!(known.labels[NAME_LABEL], "payments");
-        let unknown = inv.namespace("paymnets");
-        assert!(!unknown.known);
-        assert_eq!(unknown.labels, name_only_labels("paymnets"));
-    }
-
-    /// Local `serve`: admission's read of an unknown namespace is logged once per
-    /// namespace, not per review; a known one never; the labels (so the verdict)
-    /// are what they were.
-    #[test]
-    fn unknown_namespaces_are_logged_once_each_and_the_labels_are_unchanged() {
-        let inv = payments();
-        let lines = logged(|| {
-            for _ in 0..3 {
-                assert_eq!(inv.namespace_labels("payments")["compliance"], "regulated");
-                assert_eq!(
-                    inv.namespace_labels("paymnets"),
-                    name_only_labels("paymnets")
-                );
-                assert_eq!(inv.namespace_labels("shop"), name_only_labels("shop"));
-                // `namespace` (what `check` reads, and reports itself) logs nothing.
-                assert!(!inv.namespace("dev").known);
-            }
-        });
-        assert_eq!(lines.len(), 2, "{lines:#?}");
-        assert!(lines[0].contains("WARN"), "{}", lines[0]);
-        assert!(lines[0].contains("namespace=\"paymnets\""), "{}", lines[0]);
-        assert!(
-            lines[0].contains("not described by --namespace-labels or --namespaces-file"),
-            "{}",
-            lines[0]
-        );
-        assert!(lines[1].contains("namespace=\"shop\""), "{}", lines[1]);
-        // A clone (as handed to each server task) shares what was logged.
-        assert!(logged(|| drop(inv.clone().namespace_labels("shop"))).is_empty());
-    }
-
-    /// Through admission, as local `serve` runs it: a review in a namespace the
-    /// files do not describe is logged (once), and its verdict is unchanged — the
-    /// policy selecting `compliance=regulated` does not apply there.
-    #[test]
-    fn admission_logs_a_review_in_an_unknown_namespace_once_and_judges_it_as_before() {
-        use crate::admission::Admission;
-        use crate::judging::{Judge, NoFacts};
-        use crate::metrics::AdmissionMetrics;
-        use crate::policy::{EcrEncryptionPolicySpec, NonEcrImages, Options};
-        use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-
-        let spec = EcrEncryptionPolicySpec {
-            namespace_selector: Some(LabelSelector {
-                match_labels: Some(BTreeMap::from([(
-                    "compliance".to_string(),
-                    "regulated".to_string(),
-                )])),
-                ..LabelSelector::default()
-            }),
-            non_ecr_images: NonEcrImages::Deny,
-            ..serde_json::from_value(serde_json::json!({})).unwrap()
-        };
-        let mut inv = payments();
-        inv.policies = Arc::from(vec![Policy::compile("no-hub", &spec)]);
-        let admission = Admission::new(
-            Arc::new(inv),
-            Judge::new(
-                Arc::new(NoFacts::failing("no AWS in this test")),
-                Options::default(),
-                std::time::Duration::from_secs(1),
-            ),
-            AdmissionMetrics::default(),
-        );
-        let review = |namespace: &str| {
-            serde_json::to_vec(&serde_json::json!({
-                "apiVersion": "admission.k8s.io/v1",
-                "kind": "AdmissionReview",
-                "request": {
-                    "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
-                    "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                    "resource": {"group": "", "version": "v1", "resource": "pods"},
-                    "namespace": namespace,
-                    "operation": "CREATE",
-                    "userInfo": {"username": "alice"},
-                    "object": {
-                        "apiVersion": "v1",
-                        "kind": "Pod",
-                        "metadata": {"name": "web", "namespace": namespace},
-                        "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]},
-                    },
-                },
-            }))
-            .unwrap()
-        };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let mut allowed = Vec::new();
-        let lines = logged(|| {
-            for namespace in ["payments", "paymnets", "paymnets", "paymnets"] {
-                let outcome = runtime
-                    .block_on(admission.review_bytes(&review(namespace)))
-                    .unwrap();
-                allowed.push(outcome.review.response.unwrap().allowed);
-            }
-        });
-        assert_eq!(allowed, [false, true, true, true]);
-        let unknown: Vec<&String> = lines
+    fn both_sources_compile_alike_sorted_by_name() {
+        let specs = [
+            ("warn", json!({"mode": "Warn", "nonEcrImages": "Deny"})),
+            ("bad-glob", json!({"images": ["docker.io/[library"]})),
+            ("all", json!({})),
+        ];
+        let objects: Vec<Value> = specs
             .iter()
-            .filter(|l| l.contains("not described by --namespace-labels"))
+            .map(|(name, spec)| object(name, Some(spec.clone())))
             .collect();
-        assert_eq!(unknown.len(), 1, "{lines:#?}");
-        assert!(
-            unknown[0].contains("namespace=\"paymnets\""),
-            "{}",
-            unknown[0]
-        );
+        let decoded: Vec<EcrEncryptionPolicy> = objects
+            .iter()
+            .map(|o| serde_json::from_value(o.clone()).unwrap())
+            .collect();
+        let held: Vec<DynamicObject> = objects
+            .iter()
+            .map(|o| serde_json::from_value(o.clone()).unwrap())
+            .collect();
+        let from_files = compile_all(&decoded);
+        let from_cluster = compile_all(&held);
+        let names: Vec<&str> = from_files.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["all", "bad-glob", "warn"]);
+        assert_eq!(shown(&from_files), shown(&from_cluster));
+        assert!(!from_files[1].is_valid());
     }
 
+    /// A JSON spec that is missing or does not decode fails closed with one
+    /// problem at `spec`, keeping the mode and selector it can read.
     #[test]
-    fn logging_unknown_namespaces_stops_at_a_bound() {
-        let inv = payments();
-        let lines = logged(|| {
-            for i in 0..MAX_LOGGED_UNKNOWN_NAMESPACES + 10 {
-                inv.namespace_labels(&format!("ns-{i}"));
-            }
-        });
-        assert_eq!(lines.len(), MAX_LOGGED_UNKNOWN_NAMESPACES + 1);
+    fn a_spec_that_is_missing_or_unreadable_fails_closed() {
+        let missing: DynamicObject = serde_json::from_value(object("gone", None)).unwrap();
+        let policy = compile(&missing);
+        assert!(!policy.is_valid());
+        assert_eq!(policy.problems()[0].path, "spec");
+        assert_eq!(policy.problems()[0].message, "is missing");
+
+        let newer: DynamicObject = serde_json::from_value(object(
+            "newer",
+            Some(json!({"mode": "DryRun", "rules": {"allowedEncryptionTypes": ["QUANTUM"]}})),
+        ))
+        .unwrap();
+        let policy = compile(&newer);
+        assert_eq!((policy.name.as_str(), policy.mode), ("newer", Mode::DryRun));
+        assert_eq!(policy.problems().len(), 1);
         assert!(
-            lines[MAX_LOGGED_UNKNOWN_NAMESPACES].contains("no longer logging each"),
-            "{}",
-            lines[MAX_LOGGED_UNKNOWN_NAMESPACES]
+            policy.problems()[0]
+                .message
+                .starts_with("cannot be read by this version of ecr-guard: "),
+            "{:?}",
+            policy.problems()
         );
-        let logged_set = inv.logged_unknown.lock().unwrap();
-        assert_eq!(logged_set.seen.len(), MAX_LOGGED_UNKNOWN_NAMESPACES);
     }
 }
