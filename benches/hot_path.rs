@@ -22,7 +22,8 @@ use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use ecr_guard::admission::Admission;
-use ecr_guard::inventory::{Inventory, StaticInventory};
+use ecr_guard::inventory::Inventory;
+use ecr_guard::inventory::files::{self, StaticInventory};
 use ecr_guard::judging::Judge;
 use ecr_guard::metrics::AdmissionMetrics;
 use ecr_guard::policy::{self, ImageUse, Options, Policy, Slot};
@@ -64,7 +65,7 @@ fn compile(yaml: &str) -> Arc<[Policy]> {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("policies.yaml");
     std::fs::write(&path, yaml).expect("write policies");
-    let policies = ecr_guard::local::load_policies(&[path]).expect("bench policies load");
+    let policies = files::load_policies(&[path]).expect("bench policies load");
     ecr_guard::inventory::compile_all(&policies)
 }
 
@@ -209,7 +210,7 @@ fn review(c: &mut Criterion) {
     let registry = warm_registry(&runtime);
     let namespaces = fixtures::NAMESPACES
         .iter()
-        .map(|spec| ecr_guard::local::parse_namespace_labels(spec).expect("namespace spec"))
+        .map(|spec| files::parse_namespace_labels(spec).expect("namespace spec"))
         .collect();
     let inventory: Arc<dyn Inventory> = Arc::new(StaticInventory::new(
         compile(&fixtures::load_test_policies()),

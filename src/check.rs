@@ -20,7 +20,7 @@ pub enum CheckError {
     #[error("nothing to check: give --image IMAGE and/or -f FILE")]
     NothingToCheck,
     #[error(transparent)]
-    Local(#[from] crate::local::LocalError),
+    Local(#[from] crate::inventory::files::LocalError),
     #[error("failed to read standard input")]
     ReadStdin(#[source] std::io::Error),
     #[error("{input}: document {index}: {reason}")]
@@ -177,9 +177,9 @@ fn manifest_units(path: &Path, namespace_flag: Option<&str>) -> Result<Vec<Unit>
         std::io::stdin()
             .read_to_string(&mut text)
             .map_err(CheckError::ReadStdin)?;
-        crate::local::parse_documents(&text, path)?
+        crate::inventory::files::parse_documents(&text, path)?
     } else {
-        crate::local::read_documents(path)?
+        crate::inventory::files::read_documents(path)?
     };
     let mut out = Vec::new();
     // Objects that run no images (Services, ConfigMaps…), by kind: skipped, as

@@ -16,7 +16,6 @@ pub mod image;
 pub mod inventory;
 pub mod judging;
 pub mod k8s_names;
-pub mod local;
 pub mod metrics;
 pub mod policy;
 pub mod registry;

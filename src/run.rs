@@ -56,7 +56,7 @@ fn registry_config(aws: &AwsArgs) -> RegistryConfig {
 }
 
 fn local_inventory(policies: &PolicySourceArgs) -> anyhow::Result<Arc<dyn Inventory>> {
-    let inv = crate::local::inventory(
+    let inv = crate::inventory::files::inventory(
         &policies.policy_files,
         &policies.namespaces_files,
         &policies.namespace_labels,

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use ecr_guard::admission::Admission;
 use ecr_guard::image::{self, EcrRepository};
-use ecr_guard::inventory::{StaticInventory, compile_all};
+use ecr_guard::inventory::compile_all;
+use ecr_guard::inventory::files::StaticInventory;
 use ecr_guard::judging::{FactSource, Judge};
 use ecr_guard::metrics::AdmissionMetrics;
 use ecr_guard::policy::facts::{

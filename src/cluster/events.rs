@@ -31,9 +31,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::inventory::ClusterInventory;
-use super::policy_resource;
 use crate::admission::{RequestContext, ViolationSink};
+use crate::inventory::cluster::{ClusterInventory, policy_resource};
 use crate::policy::Violation;
 
 /// The Events' reason.

@@ -1,21 +1,20 @@
 //! Cluster mode: policies and namespace labels from the API server, policy status
 //! and Events back to it.
 //!
-//! Admission reads only in-memory stores filled by reflectors ([`inventory`]); the
-//! API calls are the two list/watch pairs, a server-side apply of each policy's
-//! status ([`status`]) and Events on policies for Warn/DryRun violations
-//! ([`events`]). Everything else here is wiring.
+//! Admission reads only in-memory stores filled by reflectors
+//! ([`crate::inventory::cluster`]); the API calls are the two list/watch pairs, a
+//! server-side apply of each policy's status ([`status`]) and Events on policies
+//! for Warn/DryRun violations ([`events`]). Everything else here is wiring.
 
 pub mod client;
 pub mod events;
-pub mod inventory;
 pub mod status;
 
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{ApiResource, DynamicObject, PartialObjectMeta};
+use kube::api::{DynamicObject, PartialObjectMeta};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
@@ -23,10 +22,9 @@ use tracing::{info, warn};
 
 pub use client::client;
 pub use events::{EventLimits, EventSink};
-pub use inventory::{ClusterInventory, NamespaceFeed, PolicyFeed};
 pub use status::StatusWriter;
 
-use crate::policy::EcrEncryptionPolicy;
+use crate::inventory::cluster::{ClusterInventory, NamespaceFeed, PolicyFeed, policy_resource};
 
 /// The field manager of every write: replicas share it, so their identical status
 /// applies never conflict.
@@ -56,12 +54,6 @@ pub enum ClusterError {
     ListPolicies(#[source] watcher::Error),
     #[error("failed to list namespaces")]
     ListNamespaces(#[source] watcher::Error),
-}
-
-/// The API resource policies are read as: untyped, so one object this version
-/// cannot decode becomes an invalid policy instead of breaking the whole watch.
-pub fn policy_resource() -> ApiResource {
-    ApiResource::erase::<EcrEncryptionPolicy>(&())
 }
 
 /// List + watch of every EcrEncryptionPolicy (paginated list, then a watch with bookmarks).

@@ -19,8 +19,9 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::inventory::{ClusterInventory, compile_object};
-use super::{FIELD_MANAGER, policy_resource};
+use super::FIELD_MANAGER;
+use crate::inventory::cluster::{ClusterInventory, policy_resource};
+use crate::inventory::compile;
 use crate::policy::{EcrEncryptionPolicyStatus, Policy};
 
 /// The condition type.
@@ -134,7 +135,7 @@ impl StatusWriter {
             };
             names.insert(name.clone());
             let current = current_status(&object);
-            let policy = compile_object(&object);
+            let policy = compile(object.as_ref());
             let desired =
                 desired_status(&policy, object.metadata.generation, current.as_ref(), now);
             if current.as_ref() == Some(&desired) {

@@ -74,7 +74,7 @@ impl Webhook {
         let policy_file = dir.path().join("policies.yaml");
         std::fs::write(&policy_file, &settings.policies).unwrap();
         let inventory: Arc<dyn ecr_guard::inventory::Inventory> = Arc::new(
-            ecr_guard::local::inventory(&[policy_file], &[], &settings.namespaces)
+            ecr_guard::inventory::files::inventory(&[policy_file], &[], &settings.namespaces)
                 .expect("test policies load"),
         );
 

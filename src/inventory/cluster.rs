@@ -1,25 +1,30 @@
-//! The reflector-backed [`Inventory`]: stores of policies and namespace metadata,
-//! filled by watcher events, plus a compiled snapshot of the policies swapped in
-//! whenever the policy store changes, so a review never compiles anything.
+//! Cluster mode's source, the reflector-backed [`Inventory`]: stores of policies and
+//! namespace metadata, filled by watcher events, plus a compiled snapshot of the
+//! policies swapped in whenever the policy store changes, so a review never
+//! compiles anything. The list/watch calls that feed it live in [`crate::cluster`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use kube::api::{DynamicObject, PartialObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{ApiResource, DynamicObject, PartialObjectMeta};
 use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 use kube::runtime::watcher::Event;
-use serde_json::Value;
 use tokio::sync::Notify;
 use tracing::info;
 
-use super::policy_resource;
-use crate::inventory::{Inventory, NAME_LABEL, NamespaceInfo, name_only_labels};
-use crate::policy::{
-    EcrEncryptionPolicySpec, FieldError, Mode, NonEcrImages, OnLookupFailure, Policy, Rules,
+use super::{
+    HeldSpec, Inventory, NAME_LABEL, NamespaceInfo, PolicyObject, compile_all, name_only_labels,
 };
+use crate::policy::{EcrEncryptionPolicy, Policy};
+
+/// The API resource policies are read as: untyped, so one object this version
+/// cannot decode becomes an invalid policy instead of breaking the whole watch.
+pub fn policy_resource() -> ApiResource {
+    ApiResource::erase::<EcrEncryptionPolicy>(&())
+}
 
 /// Policies and namespaces as the cluster last told us.
 pub struct ClusterInventory {
@@ -84,14 +89,9 @@ impl ClusterInventory {
     }
 
     fn recompile(&self) {
-        let mut policies: Vec<Policy> = self
-            .policies
-            .state()
-            .iter()
-            .map(|o| compile_object(o))
-            .collect();
-        policies.sort_by(|a, b| a.name.cmp(&b.name));
-        self.compiled.store(Arc::new(policies.into()));
+        let objects = self.policies.state();
+        self.compiled
+            .store(Arc::new(compile_all(objects.iter().map(Arc::as_ref))));
     }
 }
 
@@ -174,41 +174,14 @@ fn slim(meta: &mut ObjectMeta) {
     meta.annotations = None;
 }
 
-/// Compiles a policy object. A spec this version cannot decode (e.g. an enum value
-/// from a newer CRD) becomes an invalid policy that fails closed, keeping whatever
-/// of its mode and namespace selector can be read.
-pub fn compile_object(object: &DynamicObject) -> Policy {
-    let name = object.metadata.name.as_deref().unwrap_or_default();
-    let spec = object.data.get("spec").cloned().unwrap_or(Value::Null);
-    match serde_json::from_value::<EcrEncryptionPolicySpec>(spec.clone()) {
-        Ok(parsed) => Policy::compile(name, &parsed),
-        Err(error) => {
-            let mode = spec
-                .get("mode")
-                .and_then(|m| serde_json::from_value::<Mode>(m.clone()).ok())
-                .unwrap_or_default();
-            let selector = spec
-                .get("namespaceSelector")
-                .and_then(|s| serde_json::from_value::<LabelSelector>(s.clone()).ok());
-            let fallback = EcrEncryptionPolicySpec {
-                mode,
-                namespace_selector: selector,
-                images: vec!["*".to_string()],
-                exclude_images: Vec::new(),
-                rules: Rules::default(),
-                non_ecr_images: NonEcrImages::default(),
-                on_lookup_failure: OnLookupFailure::default(),
-            };
-            let message = if spec.is_null() {
-                "is missing".to_string()
-            } else {
-                format!("cannot be read by this version of ecr-guard: {error}")
-            };
-            Policy::compile(name, &fallback).with_problems(vec![FieldError {
-                path: "spec".to_string(),
-                message,
-            }])
-        }
+/// Objects of the policy store: their `spec` as the API server sent it.
+impl PolicyObject for DynamicObject {
+    fn name(&self) -> &str {
+        self.metadata.name.as_deref().unwrap_or_default()
+    }
+
+    fn spec(&self) -> HeldSpec<'_> {
+        HeldSpec::Json(self.data.get("spec"))
     }
 }
 
@@ -218,8 +191,8 @@ mod tests {
     use crate::admission::Admission;
     use crate::judging::{Judge, NoFacts};
     use crate::metrics::AdmissionMetrics;
-    use crate::policy::Options;
-    use serde_json::json;
+    use crate::policy::{Mode, Options};
+    use serde_json::{Value, json};
     use std::collections::BTreeMap;
     use std::time::Duration;
 
