@@ -123,7 +123,6 @@ const ECR: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
 
 /// `plain*` repositories are AES256, `gone*` do not exist, `slow*` time out,
 /// everything else is KMS with a rotating customer key.
-
 fn fact(repo: &EcrRepository) -> Lookup {
     let found = |encryption_type, kms_key| {
         Ok(RepositoryLookup::Found(RepositoryFacts {
