@@ -7,7 +7,7 @@
 //!
 //! What only a real connection or the real AWS API can show (TLS, HTTP/1.1 and
 //! HTTP/2, bodies still streaming, lookups and their cache) is in
-//! tests/webhook.rs.
+//! tests/webhook_https.rs.
 
 mod support;
 
