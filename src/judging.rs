@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -24,28 +24,101 @@ pub trait FactSource: Send + Sync {
     ) -> BoxFuture<'_, HashMap<EcrRepository, Lookup>>;
 }
 
-/// A source with no AWS behind it: every lookup fails with the same reason.
-pub struct NoFacts {
-    reason: String,
+/// A [`FactSource`] with fixed answers and no AWS behind it, for tests, the
+/// fuzz targets and anything else that must judge without I/O. A repository in
+/// its table gets its entry; any other gets the answer of its fallback (one
+/// fixed [`Lookup`], or a rule of the repository). Answers at once, whatever
+/// the deadline.
+///
+/// Built with [`FixedFacts::failing`], [`FixedFacts::answering`] or
+/// [`FixedFacts::by_rule`], then [`FixedFacts::with`] per table entry. With
+/// [`FixedFacts::recording`] it also keeps every call (the repositories asked
+/// for and the deadline given), read back by [`FixedFacts::asked`].
+pub struct FixedFacts {
+    table: HashMap<EcrRepository, Lookup>,
+    fallback: Box<dyn Fn(&EcrRepository) -> Lookup + Send + Sync>,
+    /// `None` unless recording: a fuzz target calls millions of times.
+    asked: Option<Mutex<Vec<Asked>>>,
 }
 
-impl NoFacts {
+/// One call of [`FactSource::lookup_all`] on a recording [`FixedFacts`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Asked {
+    pub repositories: BTreeSet<EcrRepository>,
+    pub deadline: Instant,
+}
+
+impl FixedFacts {
+    /// Every repository not in the table gets `lookup`.
+    pub fn answering(lookup: Lookup) -> Self {
+        Self::by_rule(move |_| lookup.clone())
+    }
+
+    /// Every repository not in the table fails to be looked up, with
+    /// `LookupFailure::Aws(reason)`.
     pub fn failing(reason: &str) -> Self {
+        Self::answering(Err(LookupFailure::Aws(reason.to_string())))
+    }
+
+    /// Every repository not in the table gets what `rule` says of it.
+    pub fn by_rule(rule: impl Fn(&EcrRepository) -> Lookup + Send + Sync + 'static) -> Self {
         Self {
-            reason: reason.to_string(),
+            table: HashMap::new(),
+            fallback: Box::new(rule),
+            asked: None,
+        }
+    }
+
+    /// `repository` gets `lookup`.
+    pub fn with(mut self, repository: EcrRepository, lookup: Lookup) -> Self {
+        self.table.insert(repository, lookup);
+        self
+    }
+
+    /// Keeps every call from now on, for [`FixedFacts::asked`].
+    pub fn recording(mut self) -> Self {
+        self.asked = Some(Mutex::default());
+        self
+    }
+
+    /// The calls so far, oldest first; empty unless [`FixedFacts::recording`].
+    pub fn asked(&self) -> Vec<Asked> {
+        self.asked.as_ref().map_or_else(Vec::new, |asked| {
+            // A poisoned lock only means a caller panicked; the list is intact.
+            asked.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        })
+    }
+
+    /// The answer for one repository.
+    pub fn lookup(&self, repository: &EcrRepository) -> Lookup {
+        match self.table.get(repository) {
+            Some(lookup) => lookup.clone(),
+            None => (self.fallback)(repository),
         }
     }
 }
 
-impl FactSource for NoFacts {
+impl FactSource for FixedFacts {
     fn lookup_all(
         &self,
         repositories: BTreeSet<EcrRepository>,
-        _deadline: Instant,
+        deadline: Instant,
     ) -> BoxFuture<'_, HashMap<EcrRepository, Lookup>> {
+        if let Some(asked) = &self.asked {
+            asked
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(Asked {
+                    repositories: repositories.clone(),
+                    deadline,
+                });
+        }
         let answers = repositories
             .into_iter()
-            .map(|r| (r, Err(LookupFailure::Aws(self.reason.clone()))))
+            .map(|r| {
+                let lookup = self.lookup(&r);
+                (r, lookup)
+            })
             .collect();
         Box::pin(async move { answers })
     }
@@ -115,27 +188,11 @@ impl Judge {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
     use super::*;
+    use crate::policy::facts::RepositoryLookup;
     use crate::policy::{EcrEncryptionPolicySpec, Slot};
 
-    /// Records the deadline each lookup was given; answers nothing.
-    #[derive(Default)]
-    struct Deadlines(Mutex<Vec<Instant>>);
-
-    impl FactSource for Deadlines {
-        fn lookup_all(
-            &self,
-            _repositories: BTreeSet<EcrRepository>,
-            deadline: Instant,
-        ) -> BoxFuture<'_, HashMap<EcrRepository, Lookup>> {
-            self.0.lock().unwrap().push(deadline);
-            Box::pin(async { HashMap::new() })
-        }
-    }
-
-    async fn deadline_given(judge: &Judge, facts: &Deadlines) -> Instant {
+    async fn deadline_given(judge: &Judge, facts: &FixedFacts) -> Instant {
         let spec: EcrEncryptionPolicySpec =
             serde_saphyr::from_str("rules: {allowedEncryptionTypes: [KMS]}").unwrap();
         let policies = [Policy::compile("p", &spec)];
@@ -145,12 +202,12 @@ mod tests {
             "123456789012.dkr.ecr.us-east-1.amazonaws.com/team/app:1",
         )];
         judge.decide(&policies, &BTreeMap::new(), &image_uses).await;
-        facts.0.lock().unwrap().pop().expect("a lookup")
+        facts.asked().pop().expect("a lookup").deadline
     }
 
     #[tokio::test(start_paused = true)]
     async fn lookups_end_by_the_callers_deadline_when_it_comes_first() {
-        let facts = Arc::new(Deadlines::default());
+        let facts = Arc::new(FixedFacts::failing("answers are not looked at").recording());
         let judge = Judge::new(facts.clone(), Options::default(), Duration::from_secs(3));
         let now = Instant::now();
         assert_eq!(
@@ -164,5 +221,37 @@ mod tests {
         let later = now + Duration::from_secs(60);
         let given = within_deadline(later, deadline_given(&judge, &facts)).await;
         assert_eq!(given, now + Duration::from_secs(3));
+    }
+
+    #[tokio::test]
+    async fn fixed_facts_answer_from_the_table_then_the_fallback_and_record_only_when_asked() {
+        let repo = |name: &str| EcrRepository {
+            account: "123456789012".into(),
+            region: "us-east-1".into(),
+            name: name.into(),
+        };
+        let facts = FixedFacts::failing("down").with(repo("gone"), Ok(RepositoryLookup::NotFound));
+        let deadline = Instant::now();
+        let answers = facts
+            .lookup_all(BTreeSet::from([repo("gone"), repo("other")]), deadline)
+            .await;
+        assert_eq!(answers[&repo("gone")], Ok(RepositoryLookup::NotFound));
+        assert_eq!(
+            answers[&repo("other")],
+            Err(LookupFailure::Aws("down".into()))
+        );
+        assert!(facts.asked().is_empty());
+
+        let facts = facts.recording();
+        facts
+            .lookup_all(BTreeSet::from([repo("gone")]), deadline)
+            .await;
+        assert_eq!(
+            facts.asked(),
+            [Asked {
+                repositories: BTreeSet::from([repo("gone")]),
+                deadline
+            }]
+        );
     }
 }

@@ -12,7 +12,7 @@ use ecr_guard::admission::{Admission, RequestContext, ViolationSink};
 use ecr_guard::cluster::{self, EventLimits, StatusWriter, events, status};
 use ecr_guard::inventory::Inventory;
 use ecr_guard::inventory::cluster::ClusterInventory;
-use ecr_guard::judging::{Judge, NoFacts};
+use ecr_guard::judging::{FixedFacts, Judge};
 use ecr_guard::metrics::AdmissionMetrics;
 use ecr_guard::policy::{Finding, Mode, Options, Reason, Violation};
 use futures::StreamExt;
@@ -207,7 +207,7 @@ fn list(kind: &str, resource_version: &str, items: Vec<Value>) -> Value {
 
 fn admission(inventory: Arc<dyn Inventory>) -> Admission {
     let judge = Judge::new(
-        Arc::new(NoFacts::failing("no AWS in these tests")),
+        Arc::new(FixedFacts::failing("no AWS in these tests")),
         Options::default(),
         Duration::from_secs(1),
     );

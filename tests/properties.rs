@@ -3,7 +3,7 @@
 //! in any case or port spelling, and a non-compliant ECR image is denied however
 //! the request around it is dressed.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,17 +11,15 @@ use ecr_guard::admission::Admission;
 use ecr_guard::image::{self, EcrRepository};
 use ecr_guard::inventory::compile_all;
 use ecr_guard::inventory::files::StaticInventory;
-use ecr_guard::judging::{FactSource, Judge};
+use ecr_guard::judging::{FixedFacts, Judge};
 use ecr_guard::metrics::AdmissionMetrics;
 use ecr_guard::policy::facts::{
     EncryptionType, KeyFacts, KeyLookup, KeyManager, KeyState, Lookup, LookupFailure,
     RepositoryFacts, RepositoryLookup, Rotation,
 };
 use ecr_guard::policy::{EcrEncryptionPolicy, Options};
-use futures::future::BoxFuture;
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use tokio::time::Instant;
 
 const CASES: u32 = 256;
 
@@ -126,8 +124,6 @@ const ECR: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
 
 /// `plain*` repositories are AES256, `gone*` do not exist, `slow*` time out,
 /// everything else is KMS with a rotating customer key.
-struct Facts;
-
 fn fact(repo: &EcrRepository) -> Lookup {
     let found = |encryption_type, kms_key| {
         Ok(RepositoryLookup::Found(RepositoryFacts {
@@ -154,23 +150,6 @@ fn fact(repo: &EcrRepository) -> Lookup {
     }
 }
 
-impl FactSource for Facts {
-    fn lookup_all(
-        &self,
-        repositories: BTreeSet<EcrRepository>,
-        _deadline: Instant,
-    ) -> BoxFuture<'_, HashMap<EcrRepository, Lookup>> {
-        let answers = repositories
-            .into_iter()
-            .map(|r| {
-                let f = fact(&r);
-                (r, f)
-            })
-            .collect();
-        Box::pin(async move { answers })
-    }
-}
-
 fn admission() -> Admission {
     let policies: Vec<EcrEncryptionPolicy> = [
         json!({"metadata": {"name": "strict"}, "spec": {
@@ -192,7 +171,11 @@ fn admission() -> Admission {
     )]);
     Admission::new(
         Arc::new(StaticInventory::new(compile_all(&policies), namespaces)),
-        Judge::new(Arc::new(Facts), Options::default(), Duration::from_secs(3)),
+        Judge::new(
+            Arc::new(FixedFacts::by_rule(fact)),
+            Options::default(),
+            Duration::from_secs(3),
+        ),
         AdmissionMetrics::default(),
     )
 }

@@ -4,7 +4,7 @@
 //! enforced policy failed.
 #![no_main]
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -13,20 +13,16 @@ use ecr_guard::admission::Admission;
 use ecr_guard::image::EcrRepository;
 use ecr_guard::inventory::compile_all;
 use ecr_guard::inventory::files::StaticInventory;
-use ecr_guard::judging::{FactSource, Judge};
+use ecr_guard::judging::{FixedFacts, Judge};
 use ecr_guard::metrics::AdmissionMetrics;
 use ecr_guard::policy::facts::{
     EncryptionType, KeyFacts, KeyLookup, KeyManager, KeyState, Lookup, LookupFailure,
     RepositoryFacts, RepositoryLookup, Rotation, Unlearnt,
 };
 use ecr_guard::policy::{EcrEncryptionPolicy, Options};
-use futures::future::BoxFuture;
 use libfuzzer_sys::fuzz_target;
-use tokio::time::Instant;
 
 /// Facts chosen by a hash of the repository name: every kind of answer occurs.
-struct MadeUpFacts;
-
 fn made_up(repo: &EcrRepository) -> Lookup {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     repo.hash(&mut h);
@@ -79,23 +75,6 @@ fn made_up(repo: &EcrRepository) -> Lookup {
             "no AWS credentials were found".into(),
         )),
         _ => Err(LookupFailure::Timeout),
-    }
-}
-
-impl FactSource for MadeUpFacts {
-    fn lookup_all(
-        &self,
-        repositories: BTreeSet<EcrRepository>,
-        _deadline: Instant,
-    ) -> BoxFuture<'_, HashMap<EcrRepository, Lookup>> {
-        let answers = repositories
-            .into_iter()
-            .map(|r| {
-                let lookup = made_up(&r);
-                (r, lookup)
-            })
-            .collect();
-        Box::pin(async move { answers })
     }
 }
 
@@ -156,7 +135,7 @@ fn harness() -> &'static Harness {
         ]);
         let inventory = Arc::new(StaticInventory::new(compile_all(&policies), namespaces));
         let judge = Judge::new(
-            Arc::new(MadeUpFacts),
+            Arc::new(FixedFacts::by_rule(made_up)),
             Options::default(),
             Duration::from_secs(3),
         );

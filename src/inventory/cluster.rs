@@ -189,7 +189,7 @@ impl PolicyObject for DynamicObject {
 mod tests {
     use super::*;
     use crate::admission::Admission;
-    use crate::judging::{Judge, NoFacts};
+    use crate::judging::{FixedFacts, Judge};
     use crate::metrics::AdmissionMetrics;
     use crate::policy::{Mode, Options};
     use serde_json::{Value, json};
@@ -256,7 +256,7 @@ mod tests {
 
     fn admission(inventory: Arc<ClusterInventory>) -> Admission {
         let judge = Judge::new(
-            Arc::new(NoFacts::failing("no AWS in this test")),
+            Arc::new(FixedFacts::failing("no AWS in this test")),
             Options::default(),
             Duration::from_secs(1),
         );

@@ -1052,7 +1052,7 @@ mod tests {
     #[test]
     fn admission_logs_a_review_in_an_unknown_namespace_once_and_judges_it_as_before() {
         use crate::admission::Admission;
-        use crate::judging::{Judge, NoFacts};
+        use crate::judging::{FixedFacts, Judge};
         use crate::metrics::AdmissionMetrics;
         use crate::policy::{EcrEncryptionPolicySpec, NonEcrImages, Options};
         use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -1073,7 +1073,7 @@ mod tests {
         let admission = Admission::new(
             Arc::new(inv),
             Judge::new(
-                Arc::new(NoFacts::failing("no AWS in this test")),
+                Arc::new(FixedFacts::failing("no AWS in this test")),
                 Options::default(),
                 std::time::Duration::from_secs(1),
             ),

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Writes the hostile request corpus (tests/data/hostile/cases/*) that
-tests/hostile.rs sends to the webhook. Run from anywhere; it rewrites the files
+tests/hostile_requests.rs sends to the webhook. Run from anywhere; it rewrites the files
 in place. Expected answers live in manifest.json, written by hand: this script
 only makes the bodies, so a changed answer shows up as a test failure, not as a
 silently regenerated expectation.
 
 Bodies too large to keep in git (over ~64 KiB) are not written here;
-tests/hostile.rs builds them from a `generate` entry in the manifest.
+tests/hostile_requests.rs builds them from a `generate` entry in the manifest.
 """
 
 import json
