@@ -132,7 +132,7 @@ tokio::task_local! {
     static CALLER_DEADLINE: Instant;
 }
 
-/// Runs `review` with `deadline` as its caller's deadline: every [`Judge::judge`]
+/// Runs `review` with `deadline` as its caller's deadline: every [`Judge::decide`]
 /// inside it finishes its AWS lookups by the earlier of `deadline` and its own
 /// lookup timeout.
 pub async fn within_deadline<F: Future>(deadline: Instant, review: F) -> F::Output {

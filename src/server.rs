@@ -3,7 +3,7 @@
 //! `POST /validate` always answers a readable AdmissionReview with HTTP 200 (a
 //! verdict sent as an HTTP error would make the API server apply failurePolicy
 //! instead of showing the user why); every other answer of the webhook port is an
-//! HTTP error with an AdmissionReview body saying why (see [`webhook`]).
+//! HTTP error with an AdmissionReview body saying why (see `server::webhook`).
 //!
 //! Shutdown (see [`Bound::run`]): on SIGTERM `/readyz` turns 503 at once while
 //! reviews are still accepted and answered for the shutdown delay (the time the

@@ -1,6 +1,6 @@
 //! Image references → the ECR repository they live in, or "not ECR".
 //!
-//! The Docker grammar itself is [`reference`]'s job: oci-spec's `Reference`
+//! The Docker grammar itself is `reference`'s job: oci-spec's `Reference`
 //! parser, written out by hand without its regex (see there why, and why that
 //! departs from DESIGN.md). Around it this module does what that grammar leaves
 //! out: host case and `:443` are normalised first (an ECR image must not pass as
