@@ -11,6 +11,8 @@ use aws_config::identity::IdentityCache;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_kms::types::KeyManagerType;
+use aws_smithy_async::rt::sleep::default_async_sleep;
+use aws_smithy_async::time::SharedTimeSource;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
@@ -145,6 +147,12 @@ impl Aws {
             );
         if sdk.http_client().is_none() {
             builder = builder.http_client(https_client());
+        }
+        if sdk.time_source().is_none() {
+            builder = builder.time_source(SharedTimeSource::default());
+        }
+        if sdk.sleep_impl().is_none() {
+            builder.set_sleep_impl(default_async_sleep());
         }
         if sdk.identity_cache().is_none() {
             // One credentials cache for every per-region client.
