@@ -498,7 +498,9 @@ async fn a_refused_assume_role_is_decided_by_on_lookup_failure() {
 
 #[test]
 fn malformed_role_settings_are_usage_errors_saying_what_is_expected() {
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    // Flags, environment, what the message says.
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec!["--assume-role-template", "arn:aws:iam::111111111111:role/r"],
             vec![],
