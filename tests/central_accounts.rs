@@ -560,3 +560,34 @@ fn malformed_role_settings_are_usage_errors_saying_what_is_expected() {
         assert!(text(&out).contains(expected), "{args:?}: {}", text(&out));
     }
 }
+
+#[test]
+fn the_readme_gives_the_reader_roles_policies_as_valid_json() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let section = readme
+        .split("\n## Central registry accounts\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("README has a section on central registry accounts");
+    let policies: Vec<serde_json::Value> = section
+        .split("```json\n")
+        .skip(1)
+        .map(|block| {
+            let json = block.split("```").next().unwrap_or_default();
+            serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}:\n{json}"))
+        })
+        .collect();
+    let all = serde_json::Value::Array(policies).to_string();
+    for action in [
+        "ecr:DescribeRepositories",
+        "ecr:DescribePullThroughCacheRules",
+        "ecr:DescribeRepositoryCreationTemplates",
+        "kms:DescribeKey",
+        "kms:GetKeyRotationStatus",
+        "sts:AssumeRole",
+        "sts:ExternalId",
+    ] {
+        assert!(all.contains(action), "{action} in the README's policies");
+    }
+}

@@ -1013,7 +1013,10 @@ fn schema_rejects_malformed_roles() {
             "aws.assumeRole.accounts.1234=arn:aws:iam::111122223333:role/r",
             "accounts",
         ),
-        ("aws.assumeRole.accounts.111122223333=reader", "111122223333"),
+        (
+            "aws.assumeRole.accounts.111122223333=reader",
+            "111122223333",
+        ),
         ("aws.assumeRole.externalId=x", "externalId"),
         ("aws.assumeRole.roleArn=x", "roleArn"),
     ] {
