@@ -264,6 +264,38 @@ mod tests {
     }
 
     #[test]
+    fn sts_access_denied_is_access_denied() {
+        // The query protocol's code (HTTP 403), not the JSON protocols'.
+        assert_eq!(
+            classified(service_error(403, "AccessDenied", "not authorized")),
+            CallError::AccessDenied("not authorized".into())
+        );
+    }
+
+    #[test]
+    fn a_failed_assume_role_inside_a_credentials_error_is_found() {
+        let failure = AssumeRoleFailure {
+            role: "arn:aws:iam::111111111111:role/r".into(),
+            external_id: false,
+            cause: CallError::Throttled,
+        };
+        let dispatch = SdkError::dispatch_failure(ConnectorError::other(
+            Box::new(CredentialsError::provider_error(failure.clone())),
+            None,
+        ));
+        let CallError::AssumeRole(found) = classified(dispatch) else {
+            panic!("expected an AssumeRole failure");
+        };
+        assert_eq!(*found, failure);
+        let lookup = CallError::AssumeRole(found).into_failure();
+        assert_eq!(
+            lookup.to_string(),
+            "could not assume role arn:aws:iam::111111111111:role/r: STS throttled AssumeRole"
+        );
+        assert_eq!(lookup.kind(), "assume_role");
+    }
+
+    #[test]
     fn other_client_errors_are_rejections_and_server_errors_failures() {
         assert_eq!(
             classified(service_error(400, "InvalidParameterException", "bad name")),
