@@ -54,6 +54,9 @@ pub enum Fault {
         code: String,
         message: String,
     },
+    /// Answer with this status and XML body instead of moto (the query
+    /// protocol's success shape, e.g. STS credentials a test chose).
+    XmlAnswer { status: u16, body: String },
     /// Forward, then make the `<Expiration>` of the credentials STS answered
     /// with this far from now: a short session without waiting an hour.
     ExpireCredentialsIn(Duration),
@@ -333,6 +336,7 @@ fn fault_kind(fault: &Fault) -> &'static str {
         Fault::Reset => "reset",
         Fault::Answer { .. } => "answer",
         Fault::QueryError { .. } => "error",
+        Fault::XmlAnswer { .. } => "answer",
         Fault::ExpireCredentialsIn(_) => "expiration",
     }
 }
@@ -396,6 +400,7 @@ async fn handle(
             code,
             message,
         }) => Ok(query_error(status, &code, &message)),
+        Some(Fault::XmlAnswer { status, body }) => Ok(xml_response(status, body)),
         Some(Fault::Hang) => std::future::pending::<ProxyResult>().await,
         Some(Fault::CloseConnection) => Err("fault injected: close the connection".into()),
         Some(Fault::Reset) => {
@@ -454,6 +459,10 @@ fn query_error(status: u16, code: &str, message: &str) -> Response<Full<Bytes>> 
          <Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>\
          <RequestId>c6104cbe-af31-11e0-8154-cbc7ccf896c7</RequestId></ErrorResponse>"
     );
+    xml_response(status, body)
+}
+
+fn xml_response(status: u16, body: String) -> Response<Full<Bytes>> {
     Response::builder()
         .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         .header("content-type", "text/xml")
