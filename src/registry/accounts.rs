@@ -142,11 +142,11 @@ impl Aws {
     ) -> Result<RegionClients, LookupFailure> {
         let accounts = &self.accounts;
         if accounts.roles.is_empty() {
-            return Ok(self.own.clients(region));
+            return Ok(self.clients(region));
         }
         let own = self.own_account(deadline).await?;
         match accounts.roles.role_for(account, &own) {
-            None => Ok(self.own.clients(region)),
+            None => Ok(self.clients(region)),
             Some(role) => Ok(self.role_clients(&role).await.clients(region)),
         }
     }

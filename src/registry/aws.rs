@@ -1,5 +1,6 @@
-//! The AWS side: per-region ECR and KMS clients, the three calls we make, and how
-//! their answers and errors become facts or `LookupFailure`s. No caching here.
+//! The AWS side: the three ECR and KMS calls we make, with the clients of the
+//! right account and region (`accounts`), and how their answers and errors
+//! become facts or `LookupFailure`s. No caching here.
 
 use std::error::Error as StdError;
 use std::future::Future;
@@ -22,7 +23,7 @@ use aws_smithy_types::retry::ProvideErrorKind;
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout_at};
 
-use super::accounts::{Accounts, ClientSet};
+use super::accounts::{Accounts, ClientSet, RegionClients};
 use super::call_error::{CallError, classify};
 use super::metrics::{Api, Outcome, RegistryMetrics};
 use super::roles::AssumeRoles;
@@ -172,8 +173,15 @@ impl Aws {
     /// has one, so that the first lookup there does not pay for it.
     pub(crate) fn prepare_default_region(&self) {
         if let Some(region) = self.own.sdk().region() {
-            let _ = self.own.clients(region.as_ref());
+            let _ = self.clients(region.as_ref());
         }
+    }
+
+    /// The clients of `region` with ecr-guard's own credentials. For calls
+    /// about a given account (which may have a role to assume), use
+    /// [`clients_for`](Self::clients_for).
+    pub(crate) fn clients(&self, region: &str) -> RegionClients {
+        self.own.clients(region)
     }
 
     /// `DescribeRepositories` for exactly this repository, in its registry
