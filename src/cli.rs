@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::registry::AssumeRoles;
+use crate::registry::roles::{self, AccountRole, RoleTemplate};
+
 /// Validating admission webhook that checks how the ECR repositories behind a
 /// workload's images are encrypted.
 #[derive(Debug, Parser)]
@@ -112,6 +115,37 @@ pub struct AwsArgs {
     /// Most repositories kept in the cache.
     #[arg(long, env = "ECR_GUARD_CACHE_CAPACITY", default_value_t = 50_000)]
     pub cache_capacity: u64,
+    /// Role to assume for the repositories and keys of every AWS account other
+    /// than ecr-guard's own: an IAM role ARN with `{account}` as its account,
+    /// e.g. `arn:aws:iam::{account}:role/ecr-guard-reader`. Without it (and
+    /// without --assume-role), every call uses ecr-guard's own credentials.
+    #[arg(long, env = "ECR_GUARD_ASSUME_ROLE_TEMPLATE", value_parser = RoleTemplate::parse)]
+    pub assume_role_template: Option<RoleTemplate>,
+    /// Role to assume for one account, ACCOUNT=ROLE_ARN (12-digit account id);
+    /// wins over --assume-role-template; repeatable.
+    #[arg(
+        long = "assume-role",
+        env = "ECR_GUARD_ASSUME_ROLE",
+        value_delimiter = ',',
+        value_parser = AccountRole::parse
+    )]
+    pub assume_roles: Vec<AccountRole>,
+    /// External id sent with every AssumeRole (the `sts:ExternalId` the roles'
+    /// trust policies require).
+    #[arg(long, env = "ECR_GUARD_ASSUME_ROLE_EXTERNAL_ID", value_parser = roles::parse_external_id)]
+    pub assume_role_external_id: Option<String>,
+}
+
+impl AwsArgs {
+    /// The roles to assume, from the three flags above.
+    pub fn assume_roles(&self) -> AssumeRoles {
+        AssumeRoles {
+            template: self.assume_role_template.clone(),
+            external_id: self.assume_role_external_id.clone(),
+            ..AssumeRoles::default()
+        }
+        .with_account_roles(self.assume_roles.iter().cloned())
+    }
 }
 
 /// Default `--max-body-bytes`: 7 MiB, controller-runtime's limit and reasoning

@@ -52,6 +52,7 @@ fn registry_config(aws: &AwsArgs) -> RegistryConfig {
         lookup_timeout: aws.lookup_timeout,
         max_entries: aws.cache_capacity,
         max_concurrent_calls: usize::from(aws.max_concurrent_aws_calls),
+        assume_roles: aws.assume_roles(),
     }
 }
 

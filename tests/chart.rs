@@ -960,6 +960,71 @@ fn aws_settings_become_the_sdk_environment() {
 }
 
 #[test]
+fn assume_role_values_become_the_role_flags() {
+    // Issue 17: aws.assumeRole renders --assume-role-template, one
+    // --assume-role per account and --assume-role-external-id, which the
+    // binary reads as written.
+    use clap::Parser;
+    use ecr_guard::cli::{Cli, Command as Sub};
+    let r = rendered(ValueSet::CertManager);
+    let args = r.args();
+    for flag in [
+        "--assume-role-template=arn:aws:iam::{account}:role/ecr-guard-reader",
+        "--assume-role=111122223333=arn:aws:iam::111122223333:role/central/ecr-guard-reader",
+        "--assume-role-external-id=ecr-guard-prod",
+    ] {
+        assert!(args.contains(&flag), "{flag} in {args:?}");
+    }
+    let argv: Vec<&str> = std::iter::once("ecr-guard").chain(args).collect();
+    let Sub::Serve(serve) = Cli::try_parse_from(&argv).unwrap().command else {
+        panic!("serve")
+    };
+    let roles = serve.aws.assume_roles();
+    assert_eq!(
+        roles.role_for("111122223333", "123456789012").as_deref(),
+        Some("arn:aws:iam::111122223333:role/central/ecr-guard-reader")
+    );
+    assert_eq!(
+        roles.role_for("444455556666", "123456789012").as_deref(),
+        Some("arn:aws:iam::444455556666:role/ecr-guard-reader")
+    );
+    assert_eq!(roles.external_id.as_deref(), Some("ecr-guard-prod"));
+
+    let default = rendered(ValueSet::Default).args();
+    assert!(
+        !default.iter().any(|a| a.starts_with("--assume-role")),
+        "no role by default: {default:?}"
+    );
+}
+
+#[test]
+fn schema_rejects_malformed_roles() {
+    for (set, key) in [
+        (
+            "aws.assumeRole.template=arn:aws:iam::111122223333:role/reader",
+            "template",
+        ),
+        ("aws.assumeRole.template=ecr-guard-reader", "template"),
+        (
+            "aws.assumeRole.template=arn:aws:iam::{account}:user/reader",
+            "template",
+        ),
+        (
+            "aws.assumeRole.accounts.1234=arn:aws:iam::111122223333:role/r",
+            "accounts",
+        ),
+        (
+            "aws.assumeRole.accounts.111122223333=reader",
+            "111122223333",
+        ),
+        ("aws.assumeRole.externalId=x", "externalId"),
+        ("aws.assumeRole.roleArn=x", "roleArn"),
+    ] {
+        assert_rejected(&["--set", set], &[key]);
+    }
+}
+
+#[test]
 fn image_defaults_to_the_app_version_and_can_be_pinned_by_digest() {
     assert_eq!(
         rendered(ValueSet::Default).container()["image"],

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde_json::json;
 use support::https;
 use support::moto::Moto;
+use support::proxy::{ASSUME_ROLE, Fault, Proxy};
 
 const SECRET: &str = "SeCrEtKeyThatMustNeverBeLogged0123456789ab";
 const TOKEN: &str = "SeSsIoNtOkEnThatMustNeverBeLogged/IQoJb3JpZ2luX2VjE+AAAA==";
@@ -167,4 +168,67 @@ async fn check_at_trace_level_never_logs_credentials() {
     assert!(output.contains("is encrypted with AES256"), "{output}");
     assert!(output.contains("TRACE"), "no trace lines");
     assert_clean("check", &output);
+}
+
+const ASSUMED_SECRET: &str = "AsSuMeDsEcReTThatMustNeverBeLogged012345";
+const ASSUMED_TOKEN: &str = "AsSuMeDsEsSiOnToKeNThatMustNeverBeLogged/FwoGZXIvYXdzEA==";
+
+/// STS's AssumeRole answer (API reference, AssumeRole, "Examples"), with
+/// credentials the test knows, so that it can look for them in the logs.
+fn assume_role_answer() -> String {
+    format!(
+        "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleResult>\
+         <AssumedRoleUser><Arn>arn:aws:sts::111111111111:assumed-role/ecr-guard-reader/ecr-guard</Arn>\
+         <AssumedRoleId>AROA3XFRBF535PLBIFPI4:ecr-guard</AssumedRoleId></AssumedRoleUser>\
+         <Credentials><AccessKeyId>ASIAECRGUARDLOGTEST1</AccessKeyId>\
+         <SecretAccessKey>{ASSUMED_SECRET}</SecretAccessKey><SessionToken>{ASSUMED_TOKEN}</SessionToken>\
+         <Expiration>2099-01-01T00:00:00Z</Expiration></Credentials></AssumeRoleResult>\
+         <ResponseMetadata><RequestId>c6104cbe-af31-11e0-8154-cbc7ccf896c7</RequestId></ResponseMetadata>\
+         </AssumeRoleResponse>"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assumed_role_credentials_are_never_logged_either() {
+    let moto = Moto::start().await;
+    let proxy = Proxy::start(moto.endpoint()).await;
+    proxy.set_fault_for(
+        ASSUME_ROLE,
+        Fault::XmlAnswer {
+            status: 200,
+            body: assume_role_answer(),
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ecr-guard"));
+    command
+        .args(["--log-level", "trace", "check", "--policy-file"])
+        .arg(&policy)
+        .args([
+            "--assume-role-template",
+            "arn:aws:iam::{account}:role/ecr-guard-reader",
+            "--image",
+            "111111111111.dkr.ecr.us-east-1.amazonaws.com/central/app:1",
+        ]);
+    aws_env(&mut command, proxy.endpoint(), dir.path());
+    let out = command.output().expect("run ecr-guard check");
+    let output =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(proxy.count(ASSUME_ROLE), 1, "{output}");
+    assert!(
+        output.contains("ASIAECRGUARDLOGTEST1"),
+        "the key id is logged, to debug"
+    );
+    assert_clean("check", &output);
+    for (what, secret) in [
+        ("secret key", ASSUMED_SECRET),
+        ("session token", ASSUMED_TOKEN),
+    ] {
+        assert!(
+            !output.contains(&secret[..20]),
+            "check logged (part of) the assumed role's {what}"
+        );
+    }
 }

@@ -237,6 +237,47 @@ async fn readyz_waits_for_aws_credentials_and_healthz_answers_meanwhile() {
     let _ = child.wait();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_roles_to_assume_readyz_waits_for_the_own_account_from_sts() {
+    // Issue 17: ecr-guard learns its own account (sts:GetCallerIdentity) once,
+    // before /readyz says ready; roles themselves are assumed on first use.
+    let moto = Moto::start().await;
+    let proxy = Proxy::start(moto.endpoint()).await;
+    proxy.set_fault_for(
+        proxy::GET_CALLER_IDENTITY,
+        Fault::Delay(Duration::from_secs(2)),
+    );
+    let started = Instant::now();
+    let _serve = start_serve(
+        proxy.endpoint(),
+        &[
+            "--assume-role-template",
+            "arn:aws:iam::{account}:role/ecr-guard-reader",
+        ],
+    )
+    .await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "ready before STS answered"
+    );
+    assert_eq!(proxy.count(proxy::GET_CALLER_IDENTITY), 1);
+    assert_eq!(proxy.count(proxy::ASSUME_ROLE), 0);
+
+    // Without roles, no STS call at all, as before.
+    let plain = Proxy::start(moto.endpoint()).await;
+    let _serve = start_serve(plain.endpoint(), &[]).await;
+    assert_eq!(plain.count(proxy::GET_CALLER_IDENTITY), 0);
+
+    // A malformed role is a usage error, as for `check`.
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stderr) = serve_fails(
+        &["--assume-role", "123=arn:aws:iam::123:role/r"],
+        dir.path(),
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("12 digits"), "{stderr}");
+}
+
 /// Lays out a directory the way the kubelet mounts a Secret: `tls.crt` →
 /// `..data/tls.crt`, `..data` → `..<timestamp>/`, swapped atomically on update.
 fn kubelet_write(dir: &Path, generation: u32, cert: &str, key: &str) {

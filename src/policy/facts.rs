@@ -202,6 +202,19 @@ pub enum LookupFailure {
     Unrecognised(String),
     /// Any other AWS or network error, with its message.
     Aws(String),
+    /// The role configured for the repository's or key's account could not be
+    /// assumed (`sts:AssumeRole` denied, the role missing, STS throttling…).
+    AssumeRole {
+        /// The role's ARN.
+        role: String,
+        /// What STS said, or why it could not be asked.
+        reason: String,
+        /// STS refused (denied, no such role): the trust policy or ecr-guard's
+        /// own permissions must change; otherwise a retry may succeed.
+        refused: bool,
+        /// Whether an external id was sent (`--assume-role-external-id`).
+        external_id: bool,
+    },
 }
 
 impl LookupFailure {
@@ -214,6 +227,7 @@ impl LookupFailure {
             Self::Credentials(_) => "credentials",
             Self::Unrecognised(_) => "unrecognised_answer",
             Self::Aws(_) => "aws_error",
+            Self::AssumeRole { .. } => "assume_role",
         }
     }
 }
@@ -227,6 +241,9 @@ impl fmt::Display for LookupFailure {
             Self::Credentials(m) => f.write_str(m),
             Self::Unrecognised(m) => write!(f, "unrecognised answer from AWS: {m}"),
             Self::Aws(m) => write!(f, "AWS error: {m}"),
+            Self::AssumeRole { role, reason, .. } => {
+                write!(f, "could not assume role {role}: {reason}")
+            }
         }
     }
 }

@@ -65,6 +65,11 @@ pub enum Hint {
     },
     /// No AWS credentials were found, or AWS refused them.
     SetCredentials,
+    /// STS refused to let ecr-guard assume `role`.
+    AllowAssumeRole {
+        role: String,
+        external_id: bool,
+    },
     RetryLookup,
     FixImageReference,
     FixPolicy {
@@ -111,6 +116,16 @@ impl Hint {
                 Hint::GrantDescribeRepositories { repo: repo.clone() }
             }
             LookupFailure::Credentials(_) => Hint::SetCredentials,
+            LookupFailure::AssumeRole {
+                role,
+                refused: true,
+                external_id,
+                ..
+            } => Hint::AllowAssumeRole {
+                role: role.clone(),
+                external_id: *external_id,
+            },
+            LookupFailure::AssumeRole { refused: false, .. } => Hint::RetryLookup,
             LookupFailure::Unrecognised(_) => Hint::UpgradeEcrGuard,
             LookupFailure::Timeout | LookupFailure::Throttled | LookupFailure::Aws(_) => {
                 Hint::RetryLookup
@@ -173,6 +188,7 @@ impl fmt::Display for Hint {
             Hint::UpgradeEcrGuard => f.write_str(UPGRADE_ECR_GUARD),
             Hint::GrantDescribeRepositories { repo } => grant_describe_repositories(f, repo),
             Hint::SetCredentials => f.write_str(SET_CREDENTIALS),
+            Hint::AllowAssumeRole { role, external_id } => allow_assume_role(f, role, *external_id),
             Hint::PushImage { repo } => push_image(f, repo),
             Hint::MoveToEcr => f.write_str(MOVE_TO_ECR),
             Hint::RetryLookup => f.write_str(RETRY_LOOKUP),
@@ -283,6 +299,21 @@ const RETRY_LOOKUP: &str = "retry; if it persists, check ecr-guard's AWS permiss
 
 /// `--region` for a hint: the key's region, or a placeholder that says what
 /// to put there when the key's ARN did not tell.
+fn allow_assume_role(f: &mut fmt::Formatter<'_>, role: &str, external_id: bool) -> fmt::Result {
+    write!(
+        f,
+        "let ecr-guard assume {role}: the role must exist, its trust policy must allow \
+         sts:AssumeRole to ecr-guard's own role as principal"
+    )?;
+    if external_id {
+        f.write_str(" with the condition sts:ExternalId equal to --assume-role-external-id")?;
+    }
+    write!(
+        f,
+        ", and ecr-guard's own role needs sts:AssumeRole on {role} (README: central registry accounts)"
+    )
+}
+
 fn region_of(region: &Option<String>) -> &str {
     region.as_deref().unwrap_or("<the key's region>")
 }

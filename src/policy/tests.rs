@@ -360,6 +360,28 @@ fn each_problem_gets_its_remediation_hint(#[case] lookup: Lookup, #[case] expect
 )]
 #[case::timeout(Err(LookupFailure::Timeout), Reason::LookupFailed, "hint: retry")]
 #[case::throttled(Err(LookupFailure::Throttled), Reason::LookupFailed, "hint: retry")]
+#[case::assume_role_refused(
+    Err(LookupFailure::AssumeRole {
+        role: "arn:aws:iam::111111111111:role/ecr-guard-reader".into(),
+        reason: "STS denied AssumeRole: not authorized".into(),
+        refused: true,
+        external_id: true,
+    }),
+    Reason::LookupFailed,
+    "let ecr-guard assume arn:aws:iam::111111111111:role/ecr-guard-reader: the role must exist, \
+     its trust policy must allow sts:AssumeRole to ecr-guard's own role as principal with the \
+     condition sts:ExternalId equal to --assume-role-external-id"
+)]
+#[case::assume_role_throttled(
+    Err(LookupFailure::AssumeRole {
+        role: "arn:aws:iam::111111111111:role/ecr-guard-reader".into(),
+        reason: "STS throttled AssumeRole".into(),
+        refused: false,
+        external_id: false,
+    }),
+    Reason::LookupFailed,
+    "hint: retry"
+)]
 fn a_fact_not_learnt_has_its_own_reason_and_hint(
     #[case] lookup: Lookup,
     #[case] reason: Reason,

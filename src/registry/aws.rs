@@ -1,18 +1,19 @@
-//! The AWS side: per-region ECR and KMS clients, the three calls we make, and how
-//! their answers and errors become facts or `LookupFailure`s. No caching here.
+//! The AWS side: the three ECR and KMS calls we make, with the clients of the
+//! right account and region (`accounts`), and how their answers and errors
+//! become facts or `LookupFailure`s. No caching here.
 
-use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_config::identity::IdentityCache;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_sdk_ecr::config::Region;
 use aws_sdk_kms::types::KeyManagerType;
+use aws_smithy_async::rt::sleep::default_async_sleep;
+use aws_smithy_async::time::SharedTimeSource;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
@@ -22,18 +23,15 @@ use aws_smithy_types::retry::ProvideErrorKind;
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout_at};
 
+use super::accounts::{Accounts, ClientSet, RegionClients};
 use super::call_error::{CallError, classify};
 use super::metrics::{Api, Outcome, RegistryMetrics};
+use super::roles::AssumeRoles;
 use crate::image::EcrRepository;
 use crate::policy::facts::{
     EncryptionType, KeyArn, KeyArnKind, KeyFacts, KeyLookup, KeyManager, KeyState, LookupFailure,
     Rotation, Unlearnt,
 };
-
-/// Regions whose clients are kept. Region names come from image hosts, so a
-/// flood of made-up regions must not grow the map without bound; past this, a
-/// client is built per call (slower, still correct).
-const MAX_CACHED_REGIONS: usize = 64;
 
 /// The HTTPS client for ECR and KMS: rustls with the *ring* provider (the crate
 /// is built without aws-lc), trusting the platform's root certificates.
@@ -74,14 +72,6 @@ pub(crate) const UNNAMED_KEY_ARN: &str = "aws/ecr (AWS-managed default key)";
 pub(crate) const UNNAMED_KEY_REASON: &str = "ECR reported KMS encryption without naming the key (the AWS-managed aws/ecr key); \
      ecr-guard describes keys by ARN only, because describing the alias would create the key";
 
-/// ECR and KMS clients for one region, built from the same SDK configuration
-/// (so they share the HTTP connection pool and the credentials cache).
-#[derive(Clone, Debug)]
-struct RegionClients {
-    ecr: aws_sdk_ecr::Client,
-    kms: aws_sdk_kms::Client,
-}
-
 /// The cap on concurrent AWS calls, split in two pools so that KMS calls do not
 /// queue behind repository calls: in a burst over many uncached repositories, a
 /// key that hundreds of waiting reviews need would otherwise wait for every
@@ -114,6 +104,8 @@ impl CallLimits {
         match api {
             Api::DescribeRepositories => &self.repositories,
             Api::DescribeKey | Api::GetKeyRotationStatus => &self.keys,
+            // STS: once at start, and once per role and session.
+            Api::AssumeRole | Api::GetCallerIdentity => &self.repositories,
         }
     }
 }
@@ -122,20 +114,26 @@ impl CallLimits {
 /// concurrent calls, and call metrics.
 #[derive(Debug)]
 pub(crate) struct Aws {
-    sdk: SdkConfig,
-    regions: Mutex<HashMap<String, RegionClients>>,
+    /// Clients with ecr-guard's own credentials.
+    pub(super) own: ClientSet,
+    /// Roles to assume for other accounts, and their clients.
+    pub(super) accounts: Accounts,
     limits: CallLimits,
     /// Upper bound of one call, retries included.
     call_timeout: Duration,
-    metrics: RegistryMetrics,
+    pub(super) metrics: RegistryMetrics,
 }
 
 impl Aws {
+    /// `roles` are assumed for other accounts, a failure to assume one
+    /// remembered for `negative_ttl`.
     pub(crate) fn new(
         sdk: &SdkConfig,
         max_concurrent_calls: usize,
         lookup_timeout: Duration,
         metrics: RegistryMetrics,
+        roles: AssumeRoles,
+        negative_ttl: Duration,
     ) -> Self {
         let mut builder = sdk
             .to_builder()
@@ -151,13 +149,20 @@ impl Aws {
         if sdk.http_client().is_none() {
             builder = builder.http_client(https_client());
         }
+        if sdk.time_source().is_none() {
+            builder = builder.time_source(SharedTimeSource::default());
+        }
+        if sdk.sleep_impl().is_none() {
+            builder.set_sleep_impl(default_async_sleep());
+        }
         if sdk.identity_cache().is_none() {
             // One credentials cache for every per-region client.
             builder = builder.identity_cache(IdentityCache::lazy().build());
         }
+        let sdk = builder.build();
         Self {
-            sdk: builder.build(),
-            regions: Mutex::new(HashMap::new()),
+            accounts: Accounts::new(roles, &sdk, negative_ttl),
+            own: ClientSet::new(sdk),
             limits: CallLimits::new(max_concurrent_calls),
             call_timeout: lookup_timeout,
             metrics,
@@ -167,33 +172,16 @@ impl Aws {
     /// Builds (once) the clients of the SDK configuration's own region, if it
     /// has one, so that the first lookup there does not pay for it.
     pub(crate) fn prepare_default_region(&self) {
-        if let Some(region) = self.sdk.region() {
+        if let Some(region) = self.own.sdk().region() {
             let _ = self.clients(region.as_ref());
         }
     }
 
-    fn clients(&self, region: &str) -> RegionClients {
-        let mut regions = self.regions.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(clients) = regions.get(region) {
-            return clients.clone();
-        }
-        let region_name = Region::new(region.to_owned());
-        let clients = RegionClients {
-            ecr: aws_sdk_ecr::Client::from_conf(
-                aws_sdk_ecr::config::Builder::from(&self.sdk)
-                    .region(region_name.clone())
-                    .build(),
-            ),
-            kms: aws_sdk_kms::Client::from_conf(
-                aws_sdk_kms::config::Builder::from(&self.sdk)
-                    .region(region_name)
-                    .build(),
-            ),
-        };
-        if regions.len() < MAX_CACHED_REGIONS {
-            regions.insert(region.to_owned(), clients.clone());
-        }
-        clients
+    /// The clients of `region` with ecr-guard's own credentials. For calls
+    /// about a given account (which may have a role to assume), use
+    /// [`clients_for`](Self::clients_for).
+    pub(crate) fn clients(&self, region: &str) -> RegionClients {
+        self.own.clients(region)
     }
 
     /// `DescribeRepositories` for exactly this repository, in its registry
@@ -203,7 +191,10 @@ impl Aws {
         repo: &EcrRepository,
         deadline: Instant,
     ) -> Result<RepositoryRecord, LookupFailure> {
-        let ecr = self.clients(&repo.region).ecr;
+        let ecr = self
+            .clients_for(&repo.account, &repo.region, deadline)
+            .await?
+            .ecr;
         let answer = self
             .call(
                 Api::DescribeRepositories,
@@ -270,7 +261,7 @@ impl Aws {
             reason,
             cause,
         };
-        let Some(region) = key_arn_region(arn) else {
+        let Some((account, region)) = key_arn_account_and_region(arn) else {
             // Never describe an alias: DescribeKey on alias/aws/ecr creates the key.
             return Ok(unknown(
                 format!(
@@ -279,7 +270,8 @@ impl Aws {
                 Unlearnt::NotNamed,
             ));
         };
-        let kms = self.clients(region).kms;
+        // The key's owner may be another account than the repository's.
+        let kms = self.clients_for(account, region, deadline).await?.kms;
 
         let answer = self
             .call(
@@ -412,7 +404,7 @@ impl Aws {
     /// lookup timeout), enforces the deadline itself as well (the SDK's timeout
     /// does not cover everything, e.g. the credentials exchange), classifies the
     /// error and records metrics.
-    async fn call<T, E, Fut>(
+    pub(super) async fn call<T, E, Fut>(
         &self,
         api: Api,
         deadline: Instant,
@@ -465,11 +457,18 @@ impl Aws {
 
 /// The region of a KMS *key* ARN (`arn:PARTITION:kms:REGION:ACCOUNT:key/ID`);
 /// `None` for anything else, aliases included.
+#[cfg(test)]
 fn key_arn_region(arn: &str) -> Option<&str> {
+    key_arn_account_and_region(arn).map(|(_, region)| region)
+}
+
+/// The account and region of a KMS *key* ARN; `None` for anything else,
+/// aliases included.
+fn key_arn_account_and_region(arn: &str) -> Option<(&str, &str)> {
     KeyArn::parse(arn)
         .ok()
         .filter(|key| key.kind() == KeyArnKind::Key)
-        .map(|key| key.region())
+        .map(|key| (key.account(), key.region()))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use aws_smithy_types::retry::{ErrorKind, ProvideErrorKind};
 
+use super::assume_role::AssumeRoleFailure;
 use super::metrics::{Api, Outcome};
 use crate::policy::facts::LookupFailure;
 
@@ -67,6 +68,9 @@ pub(crate) enum CallError {
     },
     /// Server errors, network errors, unreadable responses.
     Failed(String),
+    /// The credentials of the role to assume for the repository's or key's
+    /// account could not be had (`sts:AssumeRole` failed).
+    AssumeRole(Box<AssumeRoleFailure>),
 }
 
 impl CallError {
@@ -75,7 +79,7 @@ impl CallError {
             Self::Timeout => Outcome::Timeout,
             Self::Throttled => Outcome::Throttled,
             Self::AccessDenied(_) => Outcome::AccessDenied,
-            Self::Credentials(_) => Outcome::Credentials,
+            Self::Credentials(_) | Self::AssumeRole(_) => Outcome::Credentials,
             Self::NotFound(_) => Outcome::NotFound,
             Self::Rejected { .. } | Self::Failed(_) => Outcome::Error,
         }
@@ -88,7 +92,8 @@ impl CallError {
         match self {
             Self::Timeout | Self::Throttled | Self::Failed(_) | Self::Credentials(_) => true,
             Self::AccessDenied(_) => api == Api::DescribeRepositories,
-            Self::NotFound(_) | Self::Rejected { .. } => false,
+            // The AssumeRole call that failed was logged by the provider, once.
+            Self::NotFound(_) | Self::Rejected { .. } | Self::AssumeRole(_) => false,
         }
     }
 
@@ -100,6 +105,12 @@ impl CallError {
             Self::Credentials(m) => LookupFailure::Credentials(m),
             Self::NotFound(m) | Self::Failed(m) => LookupFailure::Aws(m),
             Self::Rejected { code, message } => LookupFailure::Aws(format!("{code}: {message}")),
+            Self::AssumeRole(failure) => LookupFailure::AssumeRole {
+                role: failure.role.to_string(),
+                reason: failure.reason(),
+                refused: failure.refused(),
+                external_id: failure.external_id,
+            },
         }
     }
 }
@@ -123,7 +134,9 @@ where
                 CallError::Throttled
             } else if code == not_found_code {
                 CallError::NotFound(message)
-            } else if code == "AccessDeniedException" {
+            } else if code == "AccessDeniedException" || code == "AccessDenied" {
+                // The JSON protocols (ECR, KMS) say AccessDeniedException, the
+                // query protocol (STS) AccessDenied.
                 CallError::AccessDenied(message)
             } else if CREDENTIALS_CODES.contains(&code) {
                 CallError::Credentials(format!(
@@ -140,19 +153,26 @@ where
                 CallError::Failed(format!("{code} (HTTP {status}): {message}"))
             }
         }
-        other => match credentials_error(other) {
-            Some(found) => CallError::Credentials(super::error::credentials_message(found)),
-            None => CallError::Failed(truncate(&error_chain(other))),
+        // A failed AssumeRole is wrapped in a CredentialsError, itself in the
+        // SDK's dispatch error: look for the former first.
+        other => match find_in_chain::<AssumeRoleFailure>(other) {
+            Some(failure) => CallError::AssumeRole(Box::new(failure.clone())),
+            None => match find_in_chain::<CredentialsError>(other) {
+                Some(found) => CallError::Credentials(super::error::credentials_message(found)),
+                None => CallError::Failed(truncate(&error_chain(other))),
+            },
         },
     }
 }
 
-/// The `CredentialsError` in `error`'s chain, if the call failed for want of
-/// credentials (the SDK wraps it in its dispatch error).
-fn credentials_error<'e>(error: &'e (dyn StdError + 'static)) -> Option<&'e CredentialsError> {
+/// The first error of type `T` in `error`'s chain, `error` included (the SDK
+/// wraps a credentials error in its dispatch error, for instance).
+pub(crate) fn find_in_chain<'e, T: StdError + 'static>(
+    error: &'e (dyn StdError + 'static),
+) -> Option<&'e T> {
     let mut current = Some(error);
     while let Some(e) = current {
-        if let Some(found) = e.downcast_ref::<CredentialsError>() {
+        if let Some(found) = e.downcast_ref::<T>() {
             return Some(found);
         }
         current = e.source();
@@ -162,7 +182,7 @@ fn credentials_error<'e>(error: &'e (dyn StdError + 'static)) -> Option<&'e Cred
 
 /// "outer: cause: root cause", skipping causes whose text the outer error
 /// already includes. Short and readable, unlike the SDK's `Debug` output.
-fn error_chain(error: &(dyn StdError + 'static)) -> String {
+pub(crate) fn error_chain(error: &(dyn StdError + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -241,6 +261,38 @@ mod tests {
             )),
             CallError::AccessDenied("not authorized".into())
         );
+    }
+
+    #[test]
+    fn sts_access_denied_is_access_denied() {
+        // The query protocol's code (HTTP 403), not the JSON protocols'.
+        assert_eq!(
+            classified(service_error(403, "AccessDenied", "not authorized")),
+            CallError::AccessDenied("not authorized".into())
+        );
+    }
+
+    #[test]
+    fn a_failed_assume_role_inside_a_credentials_error_is_found() {
+        let failure = AssumeRoleFailure {
+            role: "arn:aws:iam::111111111111:role/r".into(),
+            external_id: false,
+            cause: CallError::Throttled,
+        };
+        let dispatch = SdkError::dispatch_failure(ConnectorError::other(
+            Box::new(CredentialsError::provider_error(failure.clone())),
+            None,
+        ));
+        let CallError::AssumeRole(found) = classified(dispatch) else {
+            panic!("expected an AssumeRole failure");
+        };
+        assert_eq!(*found, failure);
+        let lookup = CallError::AssumeRole(found).into_failure();
+        assert_eq!(
+            lookup.to_string(),
+            "could not assume role arn:aws:iam::111111111111:role/r: STS throttled AssumeRole"
+        );
+        assert_eq!(lookup.kind(), "assume_role");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
 use aws_credential_types::Credentials;
+use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
 
 use super::error::{DEFAULT_CHAIN, Error};
@@ -67,6 +68,59 @@ impl ProvideCredentials for Prefetched {
             }
             _ => self.inner.provide_credentials(),
         }
+    }
+}
+
+/// ecr-guard's own credentials for signing `AssumeRole` calls: resolved from
+/// the wrapped provider, then reused until they near expiry, so that assuming
+/// a role does not first exchange an IRSA token (or ask IMDS) again. Not
+/// coalesced: roles are assumed about once an hour each.
+#[derive(Debug)]
+pub(crate) struct Reused {
+    last: Mutex<Option<Credentials>>,
+    inner: Option<SharedCredentialsProvider>,
+}
+
+impl Reused {
+    pub(crate) fn new(inner: SharedCredentialsProvider) -> Self {
+        Self {
+            last: Mutex::new(None),
+            inner: Some(inner),
+        }
+    }
+
+    /// A provider that never has credentials.
+    pub(crate) fn none() -> Self {
+        Self {
+            last: Mutex::new(None),
+            inner: None,
+        }
+    }
+}
+
+impl ProvideCredentials for Reused {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        let last = self
+            .last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(credentials) = last.filter(|c| !expires_soon(c)) {
+            return future::ProvideCredentials::ready(Ok(credentials));
+        }
+        future::ProvideCredentials::new(async move {
+            let Some(inner) = &self.inner else {
+                return Err(CredentialsError::not_loaded(
+                    "ecr-guard has no credentials provider",
+                ));
+            };
+            let credentials = inner.provide_credentials().await?;
+            *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(credentials.clone());
+            Ok(credentials)
+        })
     }
 }
 

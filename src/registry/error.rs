@@ -31,6 +31,11 @@ pub enum Error {
         #[source]
         source: CredentialsError,
     },
+
+    /// Roles are configured, and `sts:GetCallerIdentity` did not say which
+    /// account ecr-guard's credentials belong to.
+    #[error("failed to learn ecr-guard's own AWS account (sts:GetCallerIdentity): {0}")]
+    OwnAccount(LookupFailure),
 }
 
 impl Error {
@@ -43,6 +48,7 @@ impl Error {
             Self::ResolveCredentials { source, .. } => {
                 LookupFailure::Credentials(credentials_message(source))
             }
+            Self::OwnAccount(failure) => failure.clone(),
         }
     }
 }

@@ -18,6 +18,10 @@ pub(crate) enum Api {
     DescribeRepositories,
     DescribeKey,
     GetKeyRotationStatus,
+    /// STS, for the credentials of a role in another account.
+    AssumeRole,
+    /// STS, once at start when roles are configured: ecr-guard's own account.
+    GetCallerIdentity,
 }
 
 impl Api {
@@ -26,6 +30,8 @@ impl Api {
             Self::DescribeRepositories => "DescribeRepositories",
             Self::DescribeKey => "DescribeKey",
             Self::GetKeyRotationStatus => "GetKeyRotationStatus",
+            Self::AssumeRole => "AssumeRole",
+            Self::GetCallerIdentity => "GetCallerIdentity",
         }
     }
 }

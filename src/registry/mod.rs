@@ -7,12 +7,15 @@
 //! (see `cache`), concurrent misses coalesce into one call, and every lookup is
 //! bounded by the caller's deadline.
 
+mod accounts;
+mod assume_role;
 mod aws;
 mod cache;
 mod call_error;
 mod credentials;
 mod error;
 mod metrics;
+pub mod roles;
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -24,6 +27,7 @@ use tokio::time::Instant;
 
 pub use error::Error;
 pub use metrics::RegistryMetrics;
+pub use roles::AssumeRoles;
 
 use crate::policy::facts::{
     self, EncryptionType, KeyLookup, Lookup, RepositoryFacts, RepositoryLookup,
@@ -54,6 +58,9 @@ pub struct RegistryConfig {
     /// Most AWS calls in flight at once (a quarter of them, at least one, kept
     /// for KMS calls; see `aws::CallLimits`).
     pub max_concurrent_calls: usize,
+    /// Roles to assume for repositories and keys of other accounts (none by
+    /// default: every call with ecr-guard's own credentials).
+    pub assume_roles: AssumeRoles,
 }
 
 impl Default for RegistryConfig {
@@ -65,6 +72,7 @@ impl Default for RegistryConfig {
             lookup_timeout: Duration::from_secs(3),
             max_entries: 50_000,
             max_concurrent_calls: 32,
+            assume_roles: AssumeRoles::default(),
         }
     }
 }
@@ -150,7 +158,9 @@ impl Registry {
     /// web identity, EKS Pod Identity / container credentials, IMDS; endpoints
     /// from `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_ECR`, `AWS_ENDPOINT_URL_KMS`),
     /// with an HTTPS client on rustls + ring, and resolves credentials now so that
-    /// the first lookup does not pay for it.
+    /// the first lookup does not pay for it. With roles to assume, it also
+    /// learns ecr-guard's own account now (`sts:GetCallerIdentity`, bounded by
+    /// the lookup timeout).
     pub async fn from_env(config: RegistryConfig, metrics: RegistryMetrics) -> Result<Self, Error> {
         let sdk = aws_config::defaults(BehaviorVersion::latest())
             // Also used by the credential providers (STS, IMDS, container endpoint).
@@ -160,7 +170,23 @@ impl Registry {
         let sdk = credentials::resolve_eagerly(sdk).await?;
         let registry = Self::from_sdk_config(config, &sdk, metrics);
         registry.inner.aws.prepare_default_region();
+        registry.learn_own_account().await?;
         Ok(registry)
+    }
+
+    /// With roles to assume, learns ecr-guard's own account now rather than on
+    /// the first lookup (`sts:GetCallerIdentity`, once); without, does nothing.
+    ///
+    /// Errors: [`Error::OwnAccount`] when STS cannot say by the lookup timeout.
+    pub async fn learn_own_account(&self) -> Result<(), Error> {
+        if self.inner.config.assume_roles.is_empty() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + self.inner.config.lookup_timeout;
+        match self.inner.aws.own_account(deadline).await {
+            Ok(_) => Ok(()),
+            Err(failure) => Err(Error::OwnAccount(failure)),
+        }
     }
 
     /// A registry using an SDK configuration built by the caller (tests point it
@@ -182,6 +208,8 @@ impl Registry {
                 config.max_concurrent_calls,
                 config.lookup_timeout,
                 metrics.clone(),
+                config.assume_roles.clone(),
+                config.negative_cache_ttl,
             )),
             repositories: FactCache::new(
                 CacheName::Repository,

@@ -14,7 +14,14 @@
 //! - `DisableKey`/`ScheduleKeyDeletion` take the key id; moto fails with a 500 on
 //!   the ARN.
 //! - Accounts: moto's default account is [`ACCOUNT`]; `CreateRepository` with a
-//!   `registryId` seeds a repository in another account.
+//!   `registryId` seeds a repository in another account *as the default
+//!   account sees it*. moto keeps each account's resources apart: credentials
+//!   from `AssumeRole` into `arn:aws:iam::B:role/x` act as account B (moto does
+//!   not need the role to exist, and enforces no trust policy), and what they
+//!   create is invisible to the default account's credentials
+//!   (`RepositoryNotFoundException`, `NotFoundException`). [`Moto::as_account`]
+//!   seeds that way. A refused `AssumeRole` is the test proxy's to answer
+//!   (`proxy::Fault::assume_role_denied`).
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -268,6 +275,120 @@ impl Moto {
             .send()
             .await
             .expect("ScheduleKeyDeletion");
+    }
+}
+
+impl Moto {
+    /// Seeding as `account`: through credentials from `AssumeRole` into a role
+    /// of that account, so that what is created belongs to it (module docs).
+    pub async fn as_account(&self, account: &str) -> AccountSeeder {
+        let sts = aws_sdk_sts::Client::from_conf(
+            aws_sdk_sts::config::Builder::from(&sdk_config(&self.endpoint))
+                .http_client(plain_http_client())
+                .build(),
+        );
+        let output = sts
+            .assume_role()
+            .role_arn(format!("arn:aws:iam::{account}:role/test-seeder"))
+            .role_session_name("test-seeder")
+            .send()
+            .await
+            .expect("AssumeRole into the account to seed");
+        let c = output
+            .credentials()
+            .expect("AssumeRole returns credentials");
+        let credentials = Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().to_owned()),
+            None,
+            "test-seeder",
+        );
+        AccountSeeder {
+            account: account.to_owned(),
+            sdk: sdk_config(&self.endpoint)
+                .into_builder()
+                .credentials_provider(SharedCredentialsProvider::new(credentials))
+                .http_client(plain_http_client())
+                .build(),
+        }
+    }
+}
+
+/// Creates repositories and keys in one account of moto (see [`Moto::as_account`]).
+pub struct AccountSeeder {
+    account: String,
+    sdk: SdkConfig,
+}
+
+impl AccountSeeder {
+    fn ecr(&self, region: &str) -> aws_sdk_ecr::Client {
+        aws_sdk_ecr::Client::from_conf(
+            aws_sdk_ecr::config::Builder::from(&self.sdk)
+                .region(Region::new(region.to_owned()))
+                .build(),
+        )
+    }
+
+    fn kms(&self, region: &str) -> aws_sdk_kms::Client {
+        aws_sdk_kms::Client::from_conf(
+            aws_sdk_kms::config::Builder::from(&self.sdk)
+                .region(Region::new(region.to_owned()))
+                .build(),
+        )
+    }
+
+    pub async fn create_repository(
+        &self,
+        region: &str,
+        name: &str,
+        encryption: Encryption,
+    ) -> EcrRepository {
+        let output = self
+            .ecr(region)
+            .create_repository()
+            .repository_name(name)
+            .set_encryption_configuration(encryption.configuration())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("CreateRepository {name} as {}: {e:?}", self.account));
+        let registry = output
+            .repository()
+            .and_then(|r| r.registry_id())
+            .expect("CreateRepository names the registry");
+        assert_eq!(registry, self.account, "seeded in the wrong account");
+        repository(&self.account, region, name)
+    }
+
+    /// A symmetric customer-managed key of this account (rotation off).
+    pub async fn create_key(&self, region: &str) -> Key {
+        let output = self
+            .kms(region)
+            .create_key()
+            .description("ecr-guard test key of another account")
+            .send()
+            .await
+            .expect("CreateKey");
+        let metadata = output.key_metadata().expect("CreateKey returns metadata");
+        let arn = metadata
+            .arn()
+            .expect("CreateKey returns the ARN")
+            .to_owned();
+        assert!(arn.contains(&format!(":{}:key/", self.account)), "{arn}");
+        Key {
+            id: metadata.key_id().to_owned(),
+            arn,
+            region: region.to_owned(),
+        }
+    }
+
+    pub async fn enable_key_rotation(&self, key: &Key) {
+        self.kms(&key.region)
+            .enable_key_rotation()
+            .key_id(&key.id)
+            .send()
+            .await
+            .expect("EnableKeyRotation");
     }
 }
 

@@ -1,6 +1,6 @@
 //! A small HTTP forward proxy in front of moto: counts requests by AWS operation
-//! (the `X-Amz-Target` header of the JSON protocols ECR and KMS use) and can
-//! inject faults, so tests can see how many calls reached "AWS" and what
+//! (the `X-Amz-Target` header of the JSON protocols ECR and KMS use, or the
+//! `Action` of the query protocol STS uses) and can inject faults, so tests can see how many calls reached "AWS" and what
 //! happens when AWS misbehaves.
 
 use std::collections::HashMap;
@@ -21,6 +21,9 @@ use tokio::task::{JoinHandle, JoinSet};
 pub const DESCRIBE_REPOSITORIES: &str = "AmazonEC2ContainerRegistry_V20150921.DescribeRepositories";
 pub const DESCRIBE_KEY: &str = "TrentService.DescribeKey";
 pub const GET_KEY_ROTATION_STATUS: &str = "TrentService.GetKeyRotationStatus";
+/// STS operations, named by the `Action` of their form-encoded body.
+pub const ASSUME_ROLE: &str = "AssumeRole";
+pub const GET_CALLER_IDENTITY: &str = "GetCallerIdentity";
 
 /// What the proxy does instead of (or before) forwarding a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,6 +47,19 @@ pub enum Fault {
     /// Answer with this status and JSON body instead of moto: for what moto
     /// cannot model (AWS-managed keys), spelled out in the test that uses it.
     Answer { status: u16, body: String },
+    /// Answer as the query protocol (STS) does when it refuses: this status
+    /// and an `ErrorResponse` XML body with this `Code` and `Message`.
+    QueryError {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// Answer with this status and XML body instead of moto (the query
+    /// protocol's success shape, e.g. STS credentials a test chose).
+    XmlAnswer { status: u16, body: String },
+    /// Forward, then make the `<Expiration>` of the credentials STS answered
+    /// with this far from now: a short session without waiting an hour.
+    ExpireCredentialsIn(Duration),
 }
 
 impl Fault {
@@ -75,6 +91,20 @@ impl Fault {
                 "User: arn:aws:sts::123456789012:assumed-role/ecr-guard/webhook is not authorized \
                  to perform: {action} on resource: {key_arn} because no resource-based policy \
                  allows the {action} action"
+            ),
+        }
+    }
+
+    /// What STS answers (HTTP 403, `AccessDenied`) when the role's trust policy
+    /// does not let the caller assume `role` (moto does not enforce trust
+    /// policies). The message is the one AWS gives.
+    pub fn assume_role_denied(role: &str) -> Self {
+        Self::QueryError {
+            status: 403,
+            code: "AccessDenied".to_owned(),
+            message: format!(
+                "User: arn:aws:sts::123456789012:assumed-role/ecr-guard/webhook is not authorized \
+                 to perform: sts:AssumeRole on resource: {role}"
             ),
         }
     }
@@ -305,6 +335,9 @@ fn fault_kind(fault: &Fault) -> &'static str {
         Fault::CloseConnection => "close",
         Fault::Reset => "reset",
         Fault::Answer { .. } => "answer",
+        Fault::QueryError { .. } => "error",
+        Fault::XmlAnswer { .. } => "answer",
+        Fault::ExpireCredentialsIn(_) => "expiration",
     }
 }
 
@@ -313,12 +346,16 @@ async fn handle(
     socket: SocketHandle,
     request: Request<Incoming>,
 ) -> ProxyResult {
-    let target = request
-        .headers()
+    let (parts, body) = request.into_parts();
+    let body = body.collect().await?.to_bytes();
+    let target = match parts
+        .headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    {
+        Some(target) => target.to_owned(),
+        None => query_action(&body).unwrap_or_default(),
+    };
     *state
         .counts
         .lock()
@@ -349,11 +386,21 @@ async fn handle(
             .or_default() += 1;
     }
     match fault {
-        None => forward(&state, request).await,
+        None => forward(&state, parts, body).await,
         Some(Fault::Delay(delay)) => {
             tokio::time::sleep(delay).await;
-            forward(&state, request).await
+            forward(&state, parts, body).await
         }
+        Some(Fault::ExpireCredentialsIn(lifetime)) => {
+            let response = forward(&state, parts, body).await?;
+            Ok(expire_credentials_in(response, lifetime).await?)
+        }
+        Some(Fault::QueryError {
+            status,
+            code,
+            message,
+        }) => Ok(query_error(status, &code, &message)),
+        Some(Fault::XmlAnswer { status, body }) => Ok(xml_response(status, body)),
         Some(Fault::Hang) => std::future::pending::<ProxyResult>().await,
         Some(Fault::CloseConnection) => Err("fault injected: close the connection".into()),
         Some(Fault::Reset) => {
@@ -397,9 +444,55 @@ fn json_response(status: u16, body: String, error_type: Option<&str>) -> Respons
         .expect("valid response")
 }
 
-async fn forward(state: &State, request: Request<Incoming>) -> ProxyResult {
-    let (parts, body) = request.into_parts();
-    let body = body.collect().await?.to_bytes();
+/// The `Action` of a query-protocol (form-encoded) body, e.g. `AssumeRole`.
+fn query_action(body: &[u8]) -> Option<String> {
+    form_urlencoded::parse(body)
+        .find(|(name, _)| name == "Action")
+        .map(|(_, value)| value.into_owned())
+}
+
+/// STS's error shape (API reference, "Common Errors"; the query protocol):
+/// `<ErrorResponse><Error><Type>Sender</Type><Code>…</Code><Message>…</Message></Error><RequestId>…</RequestId></ErrorResponse>`.
+fn query_error(status: u16, code: &str, message: &str) -> Response<Full<Bytes>> {
+    let body = format!(
+        "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+         <Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>\
+         <RequestId>c6104cbe-af31-11e0-8154-cbc7ccf896c7</RequestId></ErrorResponse>"
+    );
+    xml_response(status, body)
+}
+
+fn xml_response(status: u16, body: String) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header("content-type", "text/xml")
+        .body(Full::new(Bytes::from(body)))
+        .expect("valid response")
+}
+
+/// `response` (an AssumeRole answer) with its `<Expiration>` `lifetime` from now.
+async fn expire_credentials_in(
+    response: Response<Full<Bytes>>,
+    lifetime: Duration,
+) -> Result<Response<Full<Bytes>>, Box<dyn std::error::Error + Send + Sync>> {
+    let (mut parts, body) = response.into_parts();
+    let text = String::from_utf8(body.collect().await?.to_bytes().to_vec())?;
+    let expiration =
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now() + lifetime).to_string();
+    let rewritten = match (text.find("<Expiration>"), text.find("</Expiration>")) {
+        (Some(start), Some(end)) if start < end => {
+            format!("{}<Expiration>{expiration}{}", &text[..start], &text[end..])
+        }
+        _ => text,
+    };
+    parts.headers.remove("content-length");
+    Ok(Response::from_parts(
+        parts,
+        Full::new(Bytes::from(rewritten)),
+    ))
+}
+
+async fn forward(state: &State, parts: hyper::http::request::Parts, body: Bytes) -> ProxyResult {
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut upstream = Request::builder()
         .method(parts.method)
