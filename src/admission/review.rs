@@ -480,3 +480,115 @@ mod tests {
         assert!(message.contains("invalid unicode code point"), "{message}");
     }
 }
+
+/// The exact bytes of each kind of answer, pinned so that how the answer is
+/// built can change without what the API server reads changing.
+#[cfg(test)]
+mod answer_bytes {
+    use std::collections::{BTreeMap, HashMap};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use serde_json::{Value, json};
+
+    use super::Admission;
+    use crate::inventory::{StaticInventory, compile_all};
+    use crate::judging::{Judge, NoFacts};
+    use crate::metrics::AdmissionMetrics;
+    use crate::policy::{EcrEncryptionPolicy, Options};
+
+    /// One policy per mode, each denying images from outside ECR in the
+    /// namespace of the same name.
+    fn admission() -> Admission {
+        let policies: Vec<EcrEncryptionPolicy> = ["Enforce", "Warn", "DryRun"]
+            .into_iter()
+            .map(|mode| {
+                serde_json::from_value(json!({
+                    "apiVersion": "ecrguard.io/v1alpha1",
+                    "kind": "EcrEncryptionPolicy",
+                    "metadata": {"name": mode.to_lowercase()},
+                    "spec": {
+                        "mode": mode,
+                        "namespaceSelector": {"matchLabels": {"tier": mode}},
+                        "rules": {"allowedEncryptionTypes": ["KMS"]},
+                        "nonEcrImages": "Deny"
+                    }
+                }))
+                .unwrap()
+            })
+            .collect();
+        let namespaces = ["Enforce", "Warn", "DryRun"]
+            .into_iter()
+            .map(|mode| {
+                (
+                    mode.to_lowercase(),
+                    BTreeMap::from([("tier".to_string(), mode.to_string())]),
+                )
+            })
+            .collect::<HashMap<_, _>>();
+        Admission::new(
+            Arc::new(StaticInventory::new(compile_all(&policies), namespaces)),
+            Judge::new(
+                Arc::new(NoFacts::failing("no AWS in this test")),
+                Options::default(),
+                Duration::from_secs(3),
+            ),
+            AdmissionMetrics::default(),
+        )
+    }
+
+    fn pod_review(namespace: &str, spec: Value) -> Vec<u8> {
+        json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "u-1",
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "namespace": namespace,
+                "operation": "CREATE",
+                "userInfo": {},
+                "object": {"metadata": {"name": "p"}, "spec": spec}
+            }
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    fn answer(body: &[u8]) -> String {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let outcome = runtime.block_on(admission().review_bytes(body)).unwrap();
+        serde_json::to_string(&outcome.review).unwrap()
+    }
+
+    fn nginx() -> Value {
+        json!({"containers": [{"name": "web", "image": "nginx:1.27"}]})
+    }
+
+    #[test]
+    fn every_kind_of_answer_has_the_same_bytes() {
+        let cases = [
+            ("allowed", pod_review("other", nginx())),
+            ("denied", pod_review("enforce", nginx())),
+            (
+                "invalid",
+                pod_review("other", json!({"containers": "nginx"})),
+            ),
+            ("warned", pod_review("warn", nginx())),
+            ("dry-run", pod_review("dryrun", nginx())),
+        ];
+        let expected = [
+            r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"u-1","allowed":true,"status":{}}}"#,
+            r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"u-1","allowed":false,"status":{"status":"Failure","code":403,"message":"container \"web\" image nginx:1.27: the image is not from a private ECR registry; policy enforce allows only images from private ECR repositories\nhint: copy the image into a private ECR repository (or a pull-through cache), or exempt it in the policy's excludeImages","reason":"Forbidden"}}}"#,
+            r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"u-1","allowed":false,"status":{"status":"Failure","code":400,"message":"ecr-guard cannot read the images of this object: failed to read the pod spec of Pod: invalid type: string \"nginx\", expected a sequence at line 1 column 21","reason":"BadRequest"}}}"#,
+            r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"u-1","allowed":true,"status":{},"warnings":["container \"web\": the image is not from a private ECR registry; policy warn allows only images from private ECR reposito…"]}}"#,
+            r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"u-1","allowed":true,"status":{},"auditAnnotations":{"dry-run-violations":"[\"container \\\"web\\\" image nginx:1.27: the image is not from a private ECR registry; policy dryrun allows only images from private ECR repositories\"]"}}}"#,
+        ];
+        for ((name, body), expected) in cases.into_iter().zip(expected) {
+            assert_eq!(answer(&body), expected, "{name}");
+        }
+    }
+}
