@@ -748,6 +748,28 @@ mod tests {
     }
 
     #[test]
+    fn an_unreadable_spec_before_the_kind_gets_the_error_of_its_kind() {
+        let body = json!({
+            "apiVersion": API_VERSION,
+            "kind": "AdmissionReview",
+            "request": {
+                "object": {"spec": {"containers": "nginx"}},
+                "uid": "u-3",
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "operation": "CREATE"
+            }
+        })
+        .to_string();
+        let request = decode(body.as_bytes()).expect("decodes");
+        assert_eq!(request.uid, "u-3");
+        let err = request.object.expect("object").images.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "failed to read the pod spec of Pod: invalid type: string \"nginx\", expected a sequence at line 1 column 21"
+        );
+    }
+
+    #[test]
     fn a_field_given_twice_is_refused() {
         let body = pod_review(json!({"containers": []}));
         let text = String::from_utf8(body).unwrap();
