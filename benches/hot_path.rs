@@ -226,9 +226,7 @@ fn review(c: &mut Criterion) {
     let mut group = c.benchmark_group("review");
     group.throughput(Throughput::Elements(1));
     for (name, body) in review_bodies() {
-        let outcome = runtime
-            .block_on(admission.review_bytes(&body))
-            .expect("review");
+        let outcome = runtime.block_on(admission.review(&body)).expect("review");
         assert!(
             outcome.verdict.is_some_and(|v| !v.is_denied()),
             "the bench pod is allowed"
@@ -257,7 +255,7 @@ fn review(c: &mut Criterion) {
 
 /// What `POST /validate` does with a body: review it, encode the answer.
 async fn answer(admission: &Admission, body: Vec<u8>) -> Vec<u8> {
-    let outcome = admission.review_bytes(&body).await.expect("review");
+    let outcome = admission.review(&body).await.expect("review");
     serde_json::to_vec(&outcome.review).expect("encode")
 }
 

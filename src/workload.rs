@@ -1,13 +1,13 @@
 //! Pod specs of every kind we judge → the images they use.
 //!
-//! Only the image fields are read, through small serde views: a full typed decode
-//! (k8s-openapi's Pod, Deployment, …) would cost more per review and would reject
-//! objects over fields we never look at. The per-kind views read from a
-//! `serde_json::Value` (manifests given to `check`) or from raw JSON text, with
-//! the same errors. Admission first reads every kind's image fields in the same
-//! pass as the review itself ([`SpecView`]) and falls back to the per-kind views
-//! only when that fails (see `object`).
+//! Only the image fields are read, through small serde views of each kind's path
+//! to its pod spec: a full typed decode (k8s-openapi's Pod, Deployment, …) would
+//! cost more per review and would reject objects over fields we never look at.
+//! The same per-kind views read a `serde_json::Value` (manifests given to
+//! `check`), raw JSON text, and (through [`SpecSeed`]) an object's `spec` in
+//! the same pass as the AdmissionReview around it.
 
+use serde::de::DeserializeSeed;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -123,55 +123,6 @@ struct JobTemplateView {
     spec: Option<TemplatedSpecView>,
 }
 
-/// The image fields of any kind's `spec`, read in one pass: a Pod's own lists,
-/// the `template` of Deployment, StatefulSet, DaemonSet, ReplicaSet, Job and
-/// ReplicationController, and a CronJob's `jobTemplate`. No real spec has more
-/// than one of these; [`SpecView::image_uses`] takes the one `kind` uses. Reading a
-/// field that `kind` does not use can fail where the per-kind view would not,
-/// which is why admission falls back to that view on any error.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SpecView {
-    // PodSpecView's four fields spelled out again: `#[serde(flatten)]` would
-    // buffer the whole spec first, the very cost this view exists to avoid.
-    #[serde(default, deserialize_with = "null_as_default")]
-    containers: Vec<ContainerView>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    init_containers: Vec<ContainerView>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    ephemeral_containers: Vec<ContainerView>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    volumes: Vec<VolumeView>,
-    #[serde(default)]
-    template: Option<PodTemplateView>,
-    #[serde(default)]
-    job_template: Option<JobTemplateView>,
-}
-
-impl SpecView {
-    /// What [`image_uses_in_spec`] returns for the same spec, when this view could
-    /// read it.
-    pub fn image_uses(self, kind: WorkloadKind) -> Result<Vec<ImageUse>, WorkloadError> {
-        let pod_spec = match kind {
-            WorkloadKind::Pod => Some(PodSpecView {
-                containers: self.containers,
-                init_containers: self.init_containers,
-                ephemeral_containers: self.ephemeral_containers,
-                volumes: self.volumes,
-            }),
-            WorkloadKind::CronJob => self
-                .job_template
-                .and_then(|job| job.spec)
-                .and_then(|job| job.template)
-                .and_then(|template| template.spec),
-            _ => self.template.and_then(|template| template.spec),
-        };
-        pod_spec
-            .map(|view| from_view(view, kind))
-            .ok_or_else(|| missing_pod_spec(kind))
-    }
-}
-
 #[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct PodSpecView {
@@ -236,6 +187,24 @@ pub fn image_uses_in_spec(
     }
 }
 
+/// Reads the pod spec of `kind` out of an object's `spec` while the review
+/// around it is read, in the same pass: the images (as [`image_uses`] would
+/// return them), or `None` when a step of the path to the pod spec is missing
+/// or null ([`missing_pod_spec`]). A spec the view cannot read fails with the
+/// deserializer's error, which ends the whole read: whoever needs
+/// [`WorkloadError::ReadPodSpec`] instead reads the spec apart
+/// ([`image_uses_in_spec`]).
+#[derive(Clone, Copy, Debug)]
+pub struct SpecSeed(pub WorkloadKind);
+
+impl<'de> DeserializeSeed<'de> for SpecSeed {
+    type Value = Option<Vec<ImageUse>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, spec: D) -> Result<Self::Value, D::Error> {
+        Ok(self.0.pod_spec(spec)?.map(|view| from_view(view, self.0)))
+    }
+}
+
 fn read<'de, D: Deserializer<'de>>(
     kind: WorkloadKind,
     spec: Option<D>,
@@ -252,7 +221,8 @@ fn read<'de, D: Deserializer<'de>>(
     Ok(from_view(view, kind))
 }
 
-fn missing_pod_spec(kind: WorkloadKind) -> WorkloadError {
+/// The error for an object of `kind` whose pod spec is absent.
+pub fn missing_pod_spec(kind: WorkloadKind) -> WorkloadError {
     WorkloadError::MissingPodSpec {
         kind: kind.as_str(),
         path: kind.pod_spec_path().to_string(),
@@ -403,10 +373,10 @@ mod tests {
         let spec = object.get("spec").filter(|spec| !spec.is_null());
         let raw = spec.map(|spec| RawValue::from_string(spec.to_string()).unwrap());
         assert_same(&from_value, &image_uses_in_spec(kind, raw.as_deref()));
-        // The one-pass view, where it can read the spec, agrees with both
-        // (admission falls back to the raw path where it cannot).
-        if let Some(Ok(view)) = spec.map(SpecView::deserialize) {
-            assert_same(&from_value, &view.image_uses(kind));
+        // The same-pass read, where it can read the spec, agrees with both
+        // (admission reads the spec apart where it cannot).
+        if let Some(Ok(read)) = spec.map(|spec| SpecSeed(kind).deserialize(spec)) {
+            assert_same(&from_value, &read.ok_or_else(|| missing_pod_spec(kind)));
         }
     }
 
@@ -426,7 +396,7 @@ mod tests {
     }
 
     #[test]
-    fn the_one_pass_view_reads_every_kinds_pod_spec() {
+    fn the_same_pass_read_takes_each_kinds_pod_spec() {
         let spec = json!({
             "containers": [{"name": "pod", "image": "a"}],
             "template": {"spec": {"containers": [{"name": "templated", "image": "b"}]}},
@@ -438,14 +408,13 @@ mod tests {
             (WorkloadKind::ReplicationController, "templated"),
             (WorkloadKind::CronJob, "cron"),
         ] {
-            let view = SpecView::deserialize(&spec).unwrap();
-            let got = view.image_uses(kind).unwrap();
+            let got = SpecSeed(kind).deserialize(&spec).unwrap().unwrap();
             assert_eq!(got.len(), 1, "{kind:?}");
             assert_eq!(got[0].name, name, "{kind:?}");
         }
-        let empty = SpecView::deserialize(&json!({})).unwrap();
+        let empty = SpecSeed(WorkloadKind::Job).deserialize(&json!({})).unwrap();
         assert!(matches!(
-            empty.image_uses(WorkloadKind::Job),
+            empty.ok_or_else(|| missing_pod_spec(WorkloadKind::Job)),
             Err(WorkloadError::MissingPodSpec { kind: "Job", .. })
         ));
     }
@@ -490,7 +459,7 @@ mod tests {
     }
 
     /// The three ways a spec is read (a `Value` for `check -f`, raw JSON and
-    /// the one-pass view for admission), which must agree.
+    /// the same-pass read for admission), which must agree.
     fn read_three_ways(kind: WorkloadKind, object: &Value) -> Vec<Vec<(Slot, String, String)>> {
         let owned = |image_uses: Vec<ImageUse>| -> Vec<(Slot, String, String)> {
             image_uses
@@ -503,12 +472,7 @@ mod tests {
         vec![
             owned(image_uses(kind, object).unwrap()),
             owned(image_uses_in_spec(kind, Some(&raw)).unwrap()),
-            owned(
-                SpecView::deserialize(spec)
-                    .unwrap()
-                    .image_uses(kind)
-                    .unwrap(),
-            ),
+            owned(SpecSeed(kind).deserialize(spec).unwrap().unwrap()),
         ]
     }
 

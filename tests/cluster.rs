@@ -238,7 +238,7 @@ async fn run_nginx(admission: &Admission, namespace: &str, dry_run: bool) -> (bo
         },
     });
     let outcome = admission
-        .review_bytes(&serde_json::to_vec(&review).unwrap())
+        .review(&serde_json::to_vec(&review).unwrap())
         .await
         .unwrap();
     let response = outcome.review.response.unwrap();

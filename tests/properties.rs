@@ -246,7 +246,7 @@ proptest! {
     #[test]
     fn any_bytes_get_an_answer_or_a_clean_refusal(body in prop::collection::vec(any::<u8>(), 0..512)) {
         let admission = admission();
-        let _ = runtime().block_on(admission.review_bytes(&body));
+        let _ = runtime().block_on(admission.review(&body));
     }
 
     #[test]
@@ -263,7 +263,7 @@ proptest! {
         let old = old.map(|c| json!({"containers": c}));
         let body = serde_json::to_vec(&review(namespace, kind, operation, spec, old)).unwrap();
         let outcome = runtime()
-            .block_on(admission.review_bytes(&body))
+            .block_on(admission.review(&body))
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         let response = outcome.review.response.expect("a response");
         prop_assert_eq!(&response.uid, "prop");
@@ -299,7 +299,7 @@ proptest! {
         };
         let body = serde_json::to_vec(&review("regulated", kind, "CREATE", spec, None)).unwrap();
         let outcome = runtime()
-            .block_on(admission.review_bytes(&body))
+            .block_on(admission.review(&body))
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         let response = outcome.review.response.expect("a response");
         prop_assert!(!response.allowed, "{} admitted in a {}", bad_image, kind);

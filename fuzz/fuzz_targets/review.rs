@@ -154,7 +154,7 @@ fuzz_target!(|data: &[u8]| {
     let request_uid = ecr_guard::admission::decode(data)
         .ok()
         .map(|r| r.uid.into_owned());
-    let Ok(outcome) = h.runtime.block_on(h.admission.review_bytes(data)) else {
+    let Ok(outcome) = h.runtime.block_on(h.admission.review(data)) else {
         assert!(request_uid.is_none(), "decoded, yet refused");
         return;
     };

@@ -24,13 +24,11 @@ use axum::http::{HeaderValue, Method, StatusCode, Version, header, request::Part
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use kube::core::Status;
-use kube::core::admission::AdmissionResponse;
 use tokio::time::Instant;
 use tracing::warn;
 
 use super::deadline;
-use crate::admission::{Admission, BadReview};
+use crate::admission::{Admission, BadReview, ReviewAnswer};
 use crate::judging::within_deadline;
 use crate::metrics::{RefusalLabels, WebhookMetrics};
 
@@ -157,7 +155,7 @@ async fn validate(State(state): State<Arc<WebhookState>>, request: Request) -> R
         Ok(body) => body,
         Err(refusal) => return state.refuse(&parts, &refusal),
     };
-    let review = state.admission.review_bytes(&body);
+    let review = state.admission.review(&body);
     let outcome = match deadline {
         Some(deadline) => within_deadline(deadline, review).await,
         None => review.await,
@@ -225,9 +223,8 @@ impl WebhookState {
                 reason: refusal.label(),
             })
             .inc();
-        let mut answer = AdmissionResponse::invalid(&message);
-        answer.result = Status::failure(&message, refusal.reason()).with_code(status.as_u16());
-        let mut response = (status, axum::Json(answer.into_review())).into_response();
+        let answer = ReviewAnswer::denied("", message, status.as_u16(), refusal.reason());
+        let mut response = (status, axum::Json(answer)).into_response();
         // The rest of a body over the limit is never read, so this connection
         // cannot carry another request; HTTP/1 says so (HTTP/2 resets the stream).
         if matches!(refusal, Refusal::TooLarge { .. }) && request.version < Version::HTTP_2 {
