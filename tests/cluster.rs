@@ -241,11 +241,11 @@ async fn run_nginx(admission: &Admission, namespace: &str, dry_run: bool) -> (bo
         .review(&serde_json::to_vec(&review).unwrap())
         .await
         .unwrap();
-    let response = outcome.review.response.unwrap();
+    let response = outcome.review.response;
     if response.allowed {
         (true, response.warnings.unwrap_or_default().join("\n"))
     } else {
-        (false, response.result.message)
+        (false, response.status.message)
     }
 }
 

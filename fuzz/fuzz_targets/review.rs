@@ -158,7 +158,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(request_uid.is_none(), "decoded, yet refused");
         return;
     };
-    let response = outcome.review.response.as_ref().expect("a response");
+    let response = &outcome.review.response;
     assert_eq!(Some(&response.uid), request_uid.as_ref());
     if let Some(verdict) = &outcome.verdict {
         assert_eq!(response.allowed, !verdict.is_denied());

@@ -21,9 +21,7 @@ pub const DRY_RUN_ANNOTATION: &str = "dry-run-violations";
 pub struct ReviewAnswer {
     api_version: &'static str,
     kind: &'static str,
-    /// Always present in what ecr-guard builds; optional as in the API's
-    /// AdmissionReview, which carries a request or a response.
-    pub response: Option<Answer>,
+    pub response: Answer,
 }
 
 /// The `response` of an AdmissionReview.
@@ -34,8 +32,7 @@ pub struct Answer {
     pub uid: String,
     pub allowed: bool,
     /// Empty (`{}`) when allowed.
-    #[serde(rename = "status")]
-    pub result: AnswerStatus,
+    pub status: AnswerStatus,
     /// Recorded in the API server's audit log (key prefixed with the webhook's name).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub audit_annotations: BTreeMap<String, String>,
@@ -68,7 +65,7 @@ impl ReviewAnswer {
         Self::of(Answer {
             uid: uid.to_string(),
             allowed: true,
-            result: AnswerStatus::default(),
+            status: AnswerStatus::default(),
             audit_annotations: BTreeMap::new(),
             warnings: None,
         })
@@ -80,7 +77,7 @@ impl ReviewAnswer {
         Self::of(Answer {
             uid: uid.to_string(),
             allowed: false,
-            result: AnswerStatus {
+            status: AnswerStatus {
                 status: Some("Failure"),
                 code,
                 message,
@@ -98,7 +95,8 @@ impl ReviewAnswer {
             Some(message) => Self::denied(uid, message, 403, "Forbidden"),
             None => Self::allowed(uid),
         };
-        if let Some(answer) = &mut review.response {
+        {
+            let answer = &mut review.response;
             let warnings = verdict.warnings();
             if !warnings.is_empty() {
                 answer.warnings = Some(warnings);
@@ -121,14 +119,12 @@ impl ReviewAnswer {
         Self {
             api_version: API_VERSION,
             kind: "AdmissionReview",
-            response: Some(answer),
+            response: answer,
         }
     }
 
     /// What the user reads of a denial (empty when allowed).
     pub fn message(&self) -> &str {
-        self.response
-            .as_ref()
-            .map_or("", |answer| answer.result.message.as_str())
+        &self.response.status.message
     }
 }

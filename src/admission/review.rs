@@ -118,14 +118,6 @@ impl Admission {
         .await)
     }
 
-    /// Same as [`Admission::review`], under its old name: kept only for the
-    /// tests in `inventory.rs` and `cluster/inventory.rs` (being reworked on
-    /// another branch); to be removed once they call `review`.
-    #[doc(hidden)]
-    pub async fn review_bytes(&self, body: &[u8]) -> Result<AdmissionOutcome, BadReview> {
-        self.review(body).await
-    }
-
     /// Judges the images the review asks about. Takes the objects' images out
     /// of the review.
     async fn decide(&self, review: &mut Review<'_>) -> Decision {
@@ -314,8 +306,9 @@ mod answer_bytes {
     use serde_json::{Value, json};
 
     use super::Admission;
-    use crate::inventory::{StaticInventory, compile_all};
-    use crate::judging::{Judge, NoFacts};
+    use crate::inventory::compile_all;
+    use crate::inventory::files::StaticInventory;
+    use crate::judging::{FixedFacts, Judge};
     use crate::metrics::AdmissionMetrics;
     use crate::policy::{EcrEncryptionPolicy, Options};
 
@@ -351,7 +344,7 @@ mod answer_bytes {
         Admission::new(
             Arc::new(StaticInventory::new(compile_all(&policies), namespaces)),
             Judge::new(
-                Arc::new(NoFacts::failing("no AWS in this test")),
+                Arc::new(FixedFacts::failing("no AWS in this test")),
                 Options::default(),
                 Duration::from_secs(3),
             ),

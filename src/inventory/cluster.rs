@@ -287,14 +287,14 @@ mod tests {
             },
         });
         let outcome = admission
-            .review_bytes(&serde_json::to_vec(&review).unwrap())
+            .review(&serde_json::to_vec(&review).unwrap())
             .await
             .unwrap();
-        let response = outcome.review.response.unwrap();
+        let response = outcome.review.response;
         let text = if response.allowed {
             response.warnings.unwrap_or_default().join("\n")
         } else {
-            response.result.message
+            response.status.message
         };
         (response.allowed, text)
     }
