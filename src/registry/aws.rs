@@ -77,8 +77,8 @@ pub(crate) const UNNAMED_KEY_REASON: &str = "ECR reported KMS encryption without
 /// ECR and KMS clients for one region, built from the same SDK configuration
 /// (so they share the HTTP connection pool and the credentials cache).
 #[derive(Clone, Debug)]
-struct RegionClients {
-    ecr: aws_sdk_ecr::Client,
+pub(super) struct RegionClients {
+    pub(super) ecr: aws_sdk_ecr::Client,
     kms: aws_sdk_kms::Client,
 }
 
@@ -112,7 +112,9 @@ impl CallLimits {
 
     fn for_api(&self, api: Api) -> &Semaphore {
         match api {
-            Api::DescribeRepositories => &self.repositories,
+            Api::DescribeRepositories
+            | Api::DescribePullThroughCacheRules
+            | Api::DescribeRepositoryCreationTemplates => &self.repositories,
             Api::DescribeKey | Api::GetKeyRotationStatus => &self.keys,
         }
     }
@@ -172,7 +174,7 @@ impl Aws {
         }
     }
 
-    fn clients(&self, region: &str) -> RegionClients {
+    pub(super) fn clients(&self, region: &str) -> RegionClients {
         let mut regions = self.regions.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(clients) = regions.get(region) {
             return clients.clone();
@@ -412,7 +414,7 @@ impl Aws {
     /// lookup timeout), enforces the deadline itself as well (the SDK's timeout
     /// does not cover everything, e.g. the credentials exchange), classifies the
     /// error and records metrics.
-    async fn call<T, E, Fut>(
+    pub(super) async fn call<T, E, Fut>(
         &self,
         api: Api,
         deadline: Instant,

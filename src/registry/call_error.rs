@@ -87,7 +87,12 @@ impl CallError {
     pub(crate) fn needs_an_operator(&self, api: Api) -> bool {
         match self {
             Self::Timeout | Self::Throttled | Self::Failed(_) | Self::Credentials(_) => true,
-            Self::AccessDenied(_) => api == Api::DescribeRepositories,
+            Self::AccessDenied(_) => matches!(
+                api,
+                Api::DescribeRepositories
+                    | Api::DescribePullThroughCacheRules
+                    | Api::DescribeRepositoryCreationTemplates
+            ),
             Self::NotFound(_) | Self::Rejected { .. } => false,
         }
     }

@@ -18,6 +18,8 @@ pub(crate) enum Api {
     DescribeRepositories,
     DescribeKey,
     GetKeyRotationStatus,
+    DescribePullThroughCacheRules,
+    DescribeRepositoryCreationTemplates,
 }
 
 impl Api {
@@ -26,6 +28,8 @@ impl Api {
             Self::DescribeRepositories => "DescribeRepositories",
             Self::DescribeKey => "DescribeKey",
             Self::GetKeyRotationStatus => "GetKeyRotationStatus",
+            Self::DescribePullThroughCacheRules => "DescribePullThroughCacheRules",
+            Self::DescribeRepositoryCreationTemplates => "DescribeRepositoryCreationTemplates",
         }
     }
 }
@@ -62,6 +66,10 @@ impl Outcome {
 pub(crate) enum CacheName {
     Repository,
     Key,
+    /// A registry's pull-through cache rules.
+    PullThroughRules,
+    /// A registry's repository creation templates.
+    CreationTemplates,
 }
 
 impl CacheName {
@@ -69,6 +77,8 @@ impl CacheName {
         match self {
             Self::Repository => "repository",
             Self::Key => "key",
+            Self::PullThroughRules => "pull_through_rules",
+            Self::CreationTemplates => "creation_templates",
         }
     }
 }
@@ -166,7 +176,7 @@ impl RegistryMetrics {
         );
         registry.register(
             "ecr_guard_cache_requests",
-            "Repository and key cache requests: hit (fresh), miss (asked AWS), stale (expired entry served because AWS failed)",
+            "Repository, key, pull-through rule and creation template cache requests: hit (fresh), miss (asked AWS), stale (expired entry served because AWS failed)",
             self.cache_requests.clone(),
         );
     }

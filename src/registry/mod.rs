@@ -3,7 +3,11 @@
 //! [`Registry::lookup`] answers "how is this repository encrypted, and what is
 //! its key like?" with ECR `DescribeRepositories` (one repository per call, in
 //! the account and region of the image host) and KMS `DescribeKey` +
-//! `GetKeyRotationStatus` (by key ARN, in the key's region). Answers are cached
+//! `GetKeyRotationStatus` (by key ARN, in the key's region). A repository that
+//! does not exist but that a pull-through cache rule will create on its first
+//! pull is answered with the repository its creation template describes
+//! (`pull_through`: `DescribePullThroughCacheRules`,
+//! `DescribeRepositoryCreationTemplates`, cached per registry). Answers are cached
 //! (see `cache`), concurrent misses coalesce into one call, and every lookup is
 //! bounded by the caller's deadline.
 
@@ -13,6 +17,7 @@ mod call_error;
 mod credentials;
 mod error;
 mod metrics;
+mod pull_through;
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -26,11 +31,13 @@ pub use error::Error;
 pub use metrics::RegistryMetrics;
 
 use crate::policy::facts::{
-    self, EncryptionType, KeyLookup, Lookup, RepositoryFacts, RepositoryLookup,
+    self, EncryptionType, KeyLookup, Lookup, LookupFailure, PlannedRepository, PullThroughCause,
+    RepositoryFacts, RepositoryLookup,
 };
 use aws::{Aws, KmsKey, RepositoryRecord, UNNAMED_KEY_ARN, UNNAMED_KEY_REASON};
 use cache::{Answer, FactCache, Ttl};
 use metrics::CacheName;
+use pull_through::{PlannedKey, RULES_PERMISSION, Rules, TEMPLATES_PERMISSION, Templates};
 
 use crate::image::EcrRepository;
 use crate::judging::FactSource;
@@ -80,6 +87,19 @@ struct Inner {
     aws: Arc<Aws>,
     repositories: FactCache<RepositoryKey, RepositoryRecord>,
     keys: FactCache<Arc<str>, KeyRecord>,
+    /// Pull-through cache rules and creation templates, per registry.
+    rules: FactCache<RegistryKey, Rules>,
+    templates: FactCache<RegistryKey, Templates>,
+}
+
+/// The rules and templates caches' key: a registry, `ACCOUNT/REGION`.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct RegistryKey(Box<str>);
+
+impl RegistryKey {
+    fn new(repo: &EcrRepository) -> Self {
+        Self([repo.account.as_str(), &repo.region].join("/").into())
+    }
 }
 
 /// The repository cache's key: account, region and name in one allocation
@@ -195,6 +215,20 @@ impl Registry {
                 ttl,
                 config.stale_ttl,
                 config.max_entries,
+                metrics.clone(),
+            ),
+            rules: FactCache::new(
+                CacheName::PullThroughRules,
+                ttl,
+                config.stale_ttl,
+                config.max_entries,
+                metrics.clone(),
+            ),
+            templates: FactCache::new(
+                CacheName::CreationTemplates,
+                ttl,
+                config.stale_ttl,
+                config.max_entries,
                 metrics,
             ),
             config,
@@ -260,7 +294,16 @@ impl Registry {
     fn lookup_fresh(&self, repo: &EcrRepository) -> Option<RepositoryLookup> {
         let repositories = &self.inner.repositories;
         let lookup = match repositories.fresh(&RepositoryKey::new(repo))? {
-            RepositoryRecord::NotFound => RepositoryLookup::NotFound,
+            RepositoryRecord::NotFound => {
+                // Not found is the answer only where no pull-through cache rule
+                // covers the name; a covered one takes the slow path.
+                let rules = self.inner.rules.fresh(&RegistryKey::new(repo))?;
+                if pull_through::covering_rule(&rules.0, &repo.name).is_some() {
+                    return None;
+                }
+                self.inner.rules.count_hit();
+                RepositoryLookup::NotFound
+            }
             RepositoryRecord::Found {
                 encryption_type,
                 kms_key,
@@ -312,7 +355,10 @@ impl Registry {
     #[doc(hidden)]
     pub async fn seed_for_bench(&self, repo: EcrRepository, lookup: RepositoryLookup) {
         let record = match lookup {
-            RepositoryLookup::NotFound => RepositoryRecord::NotFound,
+            // A planned repository is seeded as what DescribeRepositories says of it.
+            RepositoryLookup::NotFound | RepositoryLookup::ToBeCreated(_) => {
+                RepositoryRecord::NotFound
+            }
             RepositoryLookup::Found(facts) => {
                 let kms_key = match facts.kms_key {
                     None => KmsKey::None,
@@ -388,7 +434,7 @@ impl Registry {
             })
             .await?;
         let (encryption_type, kms_key) = match record {
-            RepositoryRecord::NotFound => return Ok(RepositoryLookup::NotFound),
+            RepositoryRecord::NotFound => return self.plan(repo, deadline, fetch_deadline).await,
             RepositoryRecord::Found {
                 encryption_type,
                 kms_key,
@@ -397,22 +443,97 @@ impl Registry {
         let kms_key = match kms_key {
             KmsKey::None => None,
             KmsKey::Unnamed => Some(unnamed_key()),
-            KmsKey::Arn(arn) => Some(
-                self.inner
-                    .keys
-                    .get(&arn, deadline, fetch_deadline, || {
-                        let aws = Arc::clone(&self.inner.aws);
-                        let arn = Arc::clone(&arn);
-                        async move {
-                            let lookup = aws.describe_key(&arn, fetch_deadline).await?;
-                            Ok(KeyRecord { arn, lookup })
-                        }
-                    })
-                    .await?
-                    .lookup,
-            ),
+            KmsKey::Arn(arn) => Some(self.key(arn, deadline, fetch_deadline).await?),
         };
         Ok(found(encryption_type, kms_key))
+    }
+
+    /// What KMS says of the key `arn`, through the key cache.
+    async fn key(
+        &self,
+        arn: Arc<str>,
+        deadline: Instant,
+        fetch_deadline: Instant,
+    ) -> Result<KeyLookup, LookupFailure> {
+        let record = self
+            .inner
+            .keys
+            .get(&arn, deadline, fetch_deadline, || {
+                let aws = Arc::clone(&self.inner.aws);
+                let arn = Arc::clone(&arn);
+                async move {
+                    let lookup = aws.describe_key(&arn, fetch_deadline).await?;
+                    Ok(KeyRecord { arn, lookup })
+                }
+            })
+            .await?;
+        Ok(record.lookup)
+    }
+
+    /// A repository that does not exist: `NotFound`, or, when a pull-through
+    /// cache rule covers its name, the repository that rule will create (see
+    /// `pull_through`), its key described like any repository's.
+    async fn plan(
+        &self,
+        repo: &EcrRepository,
+        deadline: Instant,
+        fetch_deadline: Instant,
+    ) -> Lookup {
+        let registry = RegistryKey::new(repo);
+        let rules = self
+            .inner
+            .rules
+            .get(&registry, deadline, fetch_deadline, || {
+                let aws = Arc::clone(&self.inner.aws);
+                let (account, region) = (repo.account.clone(), repo.region.clone());
+                async move {
+                    aws.describe_pull_through_cache_rules(&account, &region, fetch_deadline)
+                        .await
+                }
+            })
+            .await
+            .map_err(|f| {
+                pull_through::failure(RULES_PERMISSION, repo, PullThroughCause::Call(f))
+            })?;
+        let Some(rule) = pull_through::covering_rule(&rules.0, &repo.name) else {
+            return Ok(RepositoryLookup::NotFound);
+        };
+        let templates = self
+            .inner
+            .templates
+            .get(&registry, deadline, fetch_deadline, || {
+                let aws = Arc::clone(&self.inner.aws);
+                let region = repo.region.clone();
+                async move {
+                    aws.describe_repository_creation_templates(&region, fetch_deadline)
+                        .await
+                }
+            })
+            .await
+            .map_err(|f| {
+                pull_through::failure(TEMPLATES_PERMISSION, repo, PullThroughCause::Call(f))
+            })?;
+        let list = pull_through::templates_of(&templates, &repo.account)
+            .map_err(|cause| pull_through::failure(TEMPLATES_PERMISSION, repo, cause))?;
+        let template = pull_through::applicable_template(list, &repo.name);
+        let (encryption_type, key) = pull_through::planned_encryption(template, repo);
+        let kms_key = match key {
+            PlannedKey::None => None,
+            PlannedKey::AwsManaged(key) => Some(key),
+            PlannedKey::Arn(arn) => {
+                let arn = self.known_arn(&arn).unwrap_or(arn);
+                Some(self.key(arn, deadline, fetch_deadline).await?)
+            }
+        };
+        Ok(RepositoryLookup::ToBeCreated(PlannedRepository {
+            rule: rule.prefix.clone(),
+            upstream: rule.upstream.clone(),
+            template: template.map(|t| t.prefix.clone()),
+            facts: RepositoryFacts {
+                encryption_type,
+                kms_key,
+            },
+        }))
     }
 }
 
