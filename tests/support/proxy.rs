@@ -21,6 +21,10 @@ use tokio::task::{JoinHandle, JoinSet};
 pub const DESCRIBE_REPOSITORIES: &str = "AmazonEC2ContainerRegistry_V20150921.DescribeRepositories";
 pub const DESCRIBE_KEY: &str = "TrentService.DescribeKey";
 pub const GET_KEY_ROTATION_STATUS: &str = "TrentService.GetKeyRotationStatus";
+use super::pull_through::PullThrough;
+pub use super::pull_through::{
+    DESCRIBE_PULL_THROUGH_CACHE_RULES, DESCRIBE_REPOSITORY_CREATION_TEMPLATES,
+};
 
 /// What the proxy does instead of (or before) forwarding a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,6 +117,8 @@ struct State {
     faulted: Mutex<HashMap<&'static str, usize>>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    /// Pull-through cache rules and creation templates, answered in moto's place.
+    pull_through: Mutex<PullThrough>,
 }
 
 /// Counts a request as in flight while alive.
@@ -163,6 +169,7 @@ impl Proxy {
             faulted: Mutex::new(HashMap::new()),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
+            pull_through: Mutex::new(PullThrough::default()),
         });
         let server = tokio::spawn(serve(listener, Arc::clone(&state)));
         Self {
@@ -230,6 +237,13 @@ impl Proxy {
     pub fn clear_faults(&self) {
         self.state.rules.lock().expect("rules").clear();
         *self.state.random.lock().expect("random") = None;
+    }
+
+    /// The pull-through cache rules and creation templates the proxy answers
+    /// with in moto's place (none until added), and the request-shape
+    /// problems it saw.
+    pub fn pull_through(&self) -> std::sync::MutexGuard<'_, PullThrough> {
+        self.state.pull_through.lock().expect("pull-through state")
     }
 
     /// Requests answered with a fault so far, by kind of fault
@@ -349,10 +363,10 @@ async fn handle(
             .or_default() += 1;
     }
     match fault {
-        None => forward(&state, request).await,
+        None => answer_or_forward(&state, &target, request).await,
         Some(Fault::Delay(delay)) => {
             tokio::time::sleep(delay).await;
-            forward(&state, request).await
+            answer_or_forward(&state, &target, request).await
         }
         Some(Fault::Hang) => std::future::pending::<ProxyResult>().await,
         Some(Fault::CloseConnection) => Err("fault injected: close the connection".into()),
@@ -395,6 +409,31 @@ fn json_response(status: u16, body: String, error_type: Option<&str>) -> Respons
     response
         .body(Full::new(Bytes::from(body)))
         .expect("valid response")
+}
+
+/// The operations moto does not implement are answered here; the rest go to moto.
+async fn answer_or_forward(state: &State, target: &str, request: Request<Incoming>) -> ProxyResult {
+    if target != DESCRIBE_PULL_THROUGH_CACHE_RULES
+        && target != DESCRIBE_REPOSITORY_CREATION_TEMPLATES
+    {
+        return forward(state, request).await;
+    }
+    let content_type = request
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = request.into_body().collect().await?.to_bytes();
+    let answer = state
+        .pull_through
+        .lock()
+        .expect("pull-through state")
+        .answer(target, &content_type, &body);
+    match answer {
+        Some((status, body, error_type)) => Ok(json_response(status, body, error_type)),
+        None => Err("not a pull-through operation".into()),
+    }
 }
 
 async fn forward(state: &State, request: Request<Incoming>) -> ProxyResult {
