@@ -292,7 +292,7 @@ fn update_template(
         Some(prefix) => write!(
             f,
             "change the repository creation template that will create it (account {account}): \
-             `aws ecr update-repository-creation-template --prefix {prefix} --applied-for PULL_THROUGH_CACHE \
+             `aws ecr update-repository-creation-template --prefix {prefix} \
              --encryption-configuration {config} --region {region}`"
         ),
         None => write!(
