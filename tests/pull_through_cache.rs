@@ -169,10 +169,11 @@ async fn without_a_specific_template_root_applies_and_without_any_aes256() {
 async fn templates_not_applied_for_pull_through_cache_are_not_used() {
     let s = stack().await;
     let key = rotating_key(&s).await;
-    let mut pull_through = s.proxy.pull_through();
-    pull_through.add_template("docker-hub", &["REPLICATION"], "KMS", Some(&key.arn));
-    pull_through.add_template("ROOT", &["CREATE_ON_PUSH", "REPLICATION"], "KMS", None);
-    drop(pull_through);
+    {
+        let mut pull_through = s.proxy.pull_through();
+        pull_through.add_template("docker-hub", &["REPLICATION"], "KMS", Some(&key.arn));
+        pull_through.add_template("ROOT", &["CREATE_ON_PUSH", "REPLICATION"], "KMS", None);
+    }
 
     let plan = plan_of(&s, NGINX).await;
     assert_eq!(plan.template, None);
@@ -184,13 +185,14 @@ async fn templates_not_applied_for_pull_through_cache_are_not_used() {
 async fn prefixes_match_whole_segments_and_the_longest_template_wins() {
     let s = stack().await;
     let key = rotating_key(&s).await;
-    let mut pull_through = s.proxy.pull_through();
-    pull_through.add_rule(ACCOUNT, "prod", "public.ecr.aws");
-    pull_through.add_template("prod", PTC, "KMS", Some(&key.arn));
-    pull_through.add_template("production", PTC, "AES256", None);
-    pull_through.add_template("docker-hub", PTC, "AES256", None);
-    pull_through.add_template("docker-hub/library", PTC, "KMS_DSSE", Some(&key.arn));
-    drop(pull_through);
+    {
+        let mut pull_through = s.proxy.pull_through();
+        pull_through.add_rule(ACCOUNT, "prod", "public.ecr.aws");
+        pull_through.add_template("prod", PTC, "KMS", Some(&key.arn));
+        pull_through.add_template("production", PTC, "AES256", None);
+        pull_through.add_template("docker-hub", PTC, "AES256", None);
+        pull_through.add_template("docker-hub/library", PTC, "KMS_DSSE", Some(&key.arn));
+    }
 
     assert_eq!(
         plan_of(&s, "prod/app").await.template.as_deref(),
@@ -223,10 +225,11 @@ async fn a_template_key_disabled_or_pending_deletion_gives_the_usual_key_finding
     s.moto.disable_key(&disabled).await;
     let deleted = rotating_key(&s).await;
     s.moto.schedule_key_deletion(&deleted).await;
-    let mut pull_through = s.proxy.pull_through();
-    pull_through.add_template("docker-hub/library", PTC, "KMS", Some(&disabled.arn));
-    pull_through.add_template("docker-hub", PTC, "KMS", Some(&deleted.arn));
-    drop(pull_through);
+    {
+        let mut pull_through = s.proxy.pull_through();
+        pull_through.add_template("docker-hub/library", PTC, "KMS", Some(&disabled.arn));
+        pull_through.add_template("docker-hub", PTC, "KMS", Some(&deleted.arn));
+    }
 
     let state = |plan: PlannedRepository| match plan.facts.kms_key {
         Some(KeyLookup::Known(key)) => key.state,
@@ -463,14 +466,15 @@ async fn a_hundred_concurrent_reviews_of_uncached_covered_images_make_one_call_t
 #[tokio::test]
 async fn every_page_of_rules_and_templates_is_read() {
     let s = stack().await;
-    let mut pull_through = s.proxy.pull_through();
-    pull_through.set_page_limit(1);
-    pull_through.add_rule(ACCOUNT, "quay", "quay.io");
-    pull_through.add_rule(ACCOUNT, "ghcr", "ghcr.io");
-    pull_through.add_template("quay", PTC, "AES256", None);
-    pull_through.add_template("ghcr", PTC, "AES256", None);
-    pull_through.add_template("docker-hub", PTC, "KMS_DSSE", None);
-    drop(pull_through);
+    {
+        let mut pull_through = s.proxy.pull_through();
+        pull_through.set_page_limit(1);
+        pull_through.add_rule(ACCOUNT, "quay", "quay.io");
+        pull_through.add_rule(ACCOUNT, "ghcr", "ghcr.io");
+        pull_through.add_template("quay", PTC, "AES256", None);
+        pull_through.add_template("ghcr", PTC, "AES256", None);
+        pull_through.add_template("docker-hub", PTC, "KMS_DSSE", None);
+    }
 
     let plan = plan_of(&s, NGINX).await;
     assert_eq!(plan.rule, "docker-hub", "the rule on the last page");

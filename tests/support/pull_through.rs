@@ -164,18 +164,17 @@ impl PullThrough {
                 return Err(format!("registryId {id:?}"));
             }
         }
-        if let Some(max) = object.get("maxResults") {
-            if !max.as_u64().is_some_and(|m| (1..=1000).contains(&m)) {
-                return Err(format!("maxResults {max}"));
-            }
+        if let Some(max) = object.get("maxResults")
+            && !max.as_u64().is_some_and(|m| (1..=1000).contains(&m))
+        {
+            return Err(format!("maxResults {max}"));
         }
-        if let Some(token) = object.get("nextToken") {
-            if !token
+        if let Some(token) = object.get("nextToken")
+            && !token
                 .as_str()
                 .is_some_and(|t| self.issued_tokens.contains(t))
-            {
-                return Err(format!("nextToken {token} was never issued"));
-            }
+        {
+            return Err(format!("nextToken {token} was never issued"));
         }
         Ok(request)
     }
