@@ -382,7 +382,7 @@ fn push_image(f: &mut fmt::Formatter<'_>, repo: &EcrRepository) -> fmt::Result {
     write!(
         f,
         "push the image to {} in account {}, region {}, or fix the image reference \
-         (a pull-through cache repository exists only after its first pull)",
+         (no pull-through cache rule of the registry covers the name either)",
         repo.name, repo.account, repo.region
     )
 }

@@ -126,9 +126,11 @@ pub(crate) fn applicable_template<'a>(
 }
 
 /// Whether `templates` (read with ecr-guard's credentials) are those of
-/// `account`'s registry. `DescribeRepositoryCreationTemplates` takes no
+/// `account`'s registry: the registry ECR said it read (`registryId` of the
+/// answer) must be `account`. `DescribeRepositoryCreationTemplates` takes no
 /// registry id, so another account's templates need that account's
-/// credentials: the one place to choose them per account.
+/// credentials: with per-account credentials, the templates are fetched with
+/// `account`'s client and this check is where that answer is accepted.
 pub(crate) fn templates_of<'a>(
     templates: &'a Templates,
     account: &str,
