@@ -31,13 +31,12 @@ pub use error::Error;
 pub use metrics::RegistryMetrics;
 
 use crate::policy::facts::{
-    self, EncryptionType, KeyLookup, Lookup, LookupFailure, PlannedRepository, PullThroughCause,
-    RepositoryFacts, RepositoryLookup,
+    self, EncryptionType, KeyLookup, Lookup, LookupFailure, RepositoryFacts, RepositoryLookup,
 };
 use aws::{Aws, KmsKey, RepositoryRecord, UNNAMED_KEY_ARN, UNNAMED_KEY_REASON};
 use cache::{Answer, FactCache, Ttl};
 use metrics::CacheName;
-use pull_through::{PlannedKey, RULES_PERMISSION, Rules, TEMPLATES_PERMISSION, Templates};
+use pull_through::{Rules, Templates};
 
 use crate::image::EcrRepository;
 use crate::judging::FactSource;
@@ -468,72 +467,6 @@ impl Registry {
             })
             .await?;
         Ok(record.lookup)
-    }
-
-    /// A repository that does not exist: `NotFound`, or, when a pull-through
-    /// cache rule covers its name, the repository that rule will create (see
-    /// `pull_through`), its key described like any repository's.
-    async fn plan(
-        &self,
-        repo: &EcrRepository,
-        deadline: Instant,
-        fetch_deadline: Instant,
-    ) -> Lookup {
-        let registry = RegistryKey::new(repo);
-        let rules = self
-            .inner
-            .rules
-            .get(&registry, deadline, fetch_deadline, || {
-                let aws = Arc::clone(&self.inner.aws);
-                let (account, region) = (repo.account.clone(), repo.region.clone());
-                async move {
-                    aws.describe_pull_through_cache_rules(&account, &region, fetch_deadline)
-                        .await
-                }
-            })
-            .await
-            .map_err(|f| {
-                pull_through::failure(RULES_PERMISSION, repo, PullThroughCause::Call(f))
-            })?;
-        let Some(rule) = pull_through::covering_rule(&rules.0, &repo.name) else {
-            return Ok(RepositoryLookup::NotFound);
-        };
-        let templates = self
-            .inner
-            .templates
-            .get(&registry, deadline, fetch_deadline, || {
-                let aws = Arc::clone(&self.inner.aws);
-                let region = repo.region.clone();
-                async move {
-                    aws.describe_repository_creation_templates(&region, fetch_deadline)
-                        .await
-                }
-            })
-            .await
-            .map_err(|f| {
-                pull_through::failure(TEMPLATES_PERMISSION, repo, PullThroughCause::Call(f))
-            })?;
-        let list = pull_through::templates_of(&templates, &repo.account)
-            .map_err(|cause| pull_through::failure(TEMPLATES_PERMISSION, repo, cause))?;
-        let template = pull_through::applicable_template(list, &repo.name);
-        let (encryption_type, key) = pull_through::planned_encryption(template, repo);
-        let kms_key = match key {
-            PlannedKey::None => None,
-            PlannedKey::AwsManaged(key) => Some(key),
-            PlannedKey::Arn(arn) => {
-                let arn = self.known_arn(&arn).unwrap_or(arn);
-                Some(self.key(arn, deadline, fetch_deadline).await?)
-            }
-        };
-        Ok(RepositoryLookup::ToBeCreated(PlannedRepository {
-            rule: rule.prefix.clone(),
-            upstream: rule.upstream.clone(),
-            template: template.map(|t| t.prefix.clone()),
-            facts: RepositoryFacts {
-                encryption_type,
-                kms_key,
-            },
-        }))
     }
 }
 

@@ -25,10 +25,12 @@ use tokio::time::Instant;
 use super::aws::Aws;
 use super::cache::Answer;
 use super::metrics::Api;
+use super::{Registry, RegistryKey};
 use crate::image::EcrRepository;
 use crate::policy::facts::{
-    EncryptionType, KeyFacts, KeyLookup, KeyManager, KeyState, LookupFailure, PullThroughCause,
-    PullThroughFailure, Rotation,
+    EncryptionType, KeyFacts, KeyLookup, KeyManager, KeyState, Lookup, LookupFailure,
+    PlannedRepository, PullThroughCause, PullThroughFailure, RepositoryFacts, RepositoryLookup,
+    Rotation,
 };
 
 /// The IAM actions of the two calls, named in failures and hints.
@@ -205,6 +207,98 @@ fn aws_ecr_alias(repo: &EcrRepository) -> String {
         "arn:{partition}:kms:{}:{}:alias/aws/ecr",
         repo.region, repo.account
     )
+}
+
+impl Registry {
+    /// A repository that does not exist: `NotFound`, or, when a pull-through
+    /// cache rule covers its name, the repository that rule will create with
+    /// the template that applies, its key described like any repository's
+    /// (through the key cache).
+    pub(super) async fn plan(
+        &self,
+        repo: &EcrRepository,
+        deadline: Instant,
+        fetch_deadline: Instant,
+    ) -> Lookup {
+        let registry = RegistryKey::new(repo);
+        let rules = self
+            .pull_through_rules(&registry, repo, deadline, fetch_deadline)
+            .await?;
+        let Some(rule) = covering_rule(&rules.0, &repo.name) else {
+            return Ok(RepositoryLookup::NotFound);
+        };
+        let templates = self
+            .creation_templates(&registry, repo, deadline, fetch_deadline)
+            .await?;
+        let list = templates_of(&templates, &repo.account)
+            .map_err(|cause| failure(TEMPLATES_PERMISSION, repo, cause))?;
+        let template = applicable_template(list, &repo.name);
+        let (encryption_type, key) = planned_encryption(template, repo);
+        let kms_key = match key {
+            PlannedKey::None => None,
+            PlannedKey::AwsManaged(key) => Some(key),
+            PlannedKey::Arn(arn) => {
+                let arn = self.known_arn(&arn).unwrap_or(arn);
+                Some(self.key(arn, deadline, fetch_deadline).await?)
+            }
+        };
+        Ok(RepositoryLookup::ToBeCreated(PlannedRepository {
+            rule: rule.prefix.clone(),
+            upstream: rule.upstream.clone(),
+            template: template.map(|t| t.prefix.clone()),
+            facts: RepositoryFacts {
+                encryption_type,
+                kms_key,
+            },
+        }))
+    }
+
+    /// The pull-through cache rules of `repo`'s registry, through their cache.
+    async fn pull_through_rules(
+        &self,
+        registry: &RegistryKey,
+        repo: &EcrRepository,
+        deadline: Instant,
+        fetch_deadline: Instant,
+    ) -> Result<Rules, LookupFailure> {
+        let fetch = || {
+            let aws = Arc::clone(&self.inner.aws);
+            let (account, region) = (repo.account.clone(), repo.region.clone());
+            async move {
+                aws.describe_pull_through_cache_rules(&account, &region, fetch_deadline)
+                    .await
+            }
+        };
+        self.inner
+            .rules
+            .get(registry, deadline, fetch_deadline, fetch)
+            .await
+            .map_err(|f| failure(RULES_PERMISSION, repo, PullThroughCause::Call(f)))
+    }
+
+    /// The creation templates ecr-guard can read for `repo`'s registry, through
+    /// their cache (whose they are is checked by `templates_of`).
+    async fn creation_templates(
+        &self,
+        registry: &RegistryKey,
+        repo: &EcrRepository,
+        deadline: Instant,
+        fetch_deadline: Instant,
+    ) -> Result<Templates, LookupFailure> {
+        let fetch = || {
+            let aws = Arc::clone(&self.inner.aws);
+            let region = repo.region.clone();
+            async move {
+                aws.describe_repository_creation_templates(&region, fetch_deadline)
+                    .await
+            }
+        };
+        self.inner
+            .templates
+            .get(registry, deadline, fetch_deadline, fetch)
+            .await
+            .map_err(|f| failure(TEMPLATES_PERMISSION, repo, PullThroughCause::Call(f)))
+    }
 }
 
 impl Aws {
