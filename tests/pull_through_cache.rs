@@ -514,3 +514,49 @@ async fn judge_with_messages(yaml: &str, s: &Stack, name: &str) -> (Vec<Reason>,
 async fn judge(yaml: &str, s: &Stack, name: &str) -> Vec<Reason> {
     judge_with_messages(yaml, s, name).await.0
 }
+
+/// The same through the webhook: 100 concurrent AdmissionReviews over HTTPS,
+/// each a Pod running another uncached covered image of one registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_admission_reviews_make_one_call_to_each_pull_through_api() {
+    use support::https::post_review;
+    use support::reviews::{HOST, STRICT, workload_review};
+    use support::webhook::{Settings, Webhook};
+
+    let s = stack().await;
+    let key = rotating_key(&s).await;
+    s.proxy
+        .pull_through()
+        .add_template("docker-hub", PTC, "KMS", Some(&key.arn));
+    let mut settings = Settings::new(STRICT).namespace("demo:tier=regulated");
+    // Room for moto answering 100 DescribeRepositories on a loaded machine.
+    settings.lookup_timeout = Duration::from_secs(20);
+    let hook = Webhook::start(s.proxy.endpoint(), settings).await;
+
+    let reviews: Vec<_> = (0..100)
+        .map(|i| {
+            let image = format!("{HOST}/docker-hub/library/image-{i}:1.0");
+            let review = workload_review("", "Pod", "pods", &image);
+            let (addr, ca) = (hook.addr, hook.ca.clone());
+            tokio::spawn(async move { post_review(addr, &ca, &review).await })
+        })
+        .collect();
+    for review in reviews {
+        let answer = review.await.expect("review task");
+        assert_eq!(answer.status, 200);
+        let response = &answer.json()["response"];
+        assert_eq!(response["allowed"], true, "{response}");
+    }
+
+    assert_eq!(
+        s.proxy.count(DESCRIBE_REPOSITORIES),
+        100,
+        "one per repository"
+    );
+    assert_eq!(s.proxy.count(DESCRIBE_PULL_THROUGH_CACHE_RULES), 1);
+    assert_eq!(s.proxy.count(DESCRIBE_REPOSITORY_CREATION_TEMPLATES), 1);
+    assert_eq!(s.proxy.count(DESCRIBE_KEY), 1);
+    assert_eq!(s.proxy.count(GET_KEY_ROTATION_STATUS), 1);
+    no_shape_errors(&s);
+    hook.shutdown().await;
+}
