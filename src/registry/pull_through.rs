@@ -196,13 +196,19 @@ pub(crate) fn planned_encryption(
 
 /// `arn:PARTITION:kms:REGION:ACCOUNT:alias/aws/ecr` of the repository's registry.
 fn aws_ecr_alias(repo: &EcrRepository) -> String {
-    let partition = if repo.region.starts_with("cn-") {
-        "aws-cn"
-    } else if repo.region.starts_with("us-gov-") {
-        "aws-us-gov"
-    } else {
-        "aws"
-    };
+    // Region prefixes of the partitions other than `aws`; the longer first.
+    const PARTITIONS: [(&str, &str); 6] = [
+        ("cn-", "aws-cn"),
+        ("us-gov-", "aws-us-gov"),
+        ("us-isob-", "aws-iso-b"),
+        ("us-isof-", "aws-iso-f"),
+        ("eu-isoe-", "aws-iso-e"),
+        ("us-iso-", "aws-iso"),
+    ];
+    let partition = PARTITIONS
+        .iter()
+        .find(|(prefix, _)| repo.region.starts_with(prefix))
+        .map_or("aws", |(_, partition)| partition);
     format!(
         "arn:{partition}:kms:{}:{}:alias/aws/ecr",
         repo.region, repo.account
