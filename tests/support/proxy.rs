@@ -24,6 +24,10 @@ pub const GET_KEY_ROTATION_STATUS: &str = "TrentService.GetKeyRotationStatus";
 /// STS operations, named by the `Action` of their form-encoded body.
 pub const ASSUME_ROLE: &str = "AssumeRole";
 pub const GET_CALLER_IDENTITY: &str = "GetCallerIdentity";
+use super::pull_through::PullThrough;
+pub use super::pull_through::{
+    DESCRIBE_PULL_THROUGH_CACHE_RULES, DESCRIBE_REPOSITORY_CREATION_TEMPLATES,
+};
 
 /// What the proxy does instead of (or before) forwarding a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,6 +147,8 @@ struct State {
     faulted: Mutex<HashMap<&'static str, usize>>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    /// Pull-through cache rules and creation templates, answered in moto's place.
+    pull_through: Mutex<PullThrough>,
 }
 
 /// Counts a request as in flight while alive.
@@ -193,6 +199,7 @@ impl Proxy {
             faulted: Mutex::new(HashMap::new()),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
+            pull_through: Mutex::new(PullThrough::default()),
         });
         let server = tokio::spawn(serve(listener, Arc::clone(&state)));
         Self {
@@ -260,6 +267,13 @@ impl Proxy {
     pub fn clear_faults(&self) {
         self.state.rules.lock().expect("rules").clear();
         *self.state.random.lock().expect("random") = None;
+    }
+
+    /// The pull-through cache rules and creation templates the proxy answers
+    /// with in moto's place (none until added), and the request-shape
+    /// problems it saw.
+    pub fn pull_through(&self) -> std::sync::MutexGuard<'_, PullThrough> {
+        self.state.pull_through.lock().expect("pull-through state")
     }
 
     /// Requests answered with a fault so far, by kind of fault
@@ -386,10 +400,10 @@ async fn handle(
             .or_default() += 1;
     }
     match fault {
-        None => forward(&state, parts, body).await,
+        None => answer_or_forward(&state, &target, parts, body).await,
         Some(Fault::Delay(delay)) => {
             tokio::time::sleep(delay).await;
-            forward(&state, parts, body).await
+            answer_or_forward(&state, &target, parts, body).await
         }
         Some(Fault::ExpireCredentialsIn(lifetime)) => {
             let response = forward(&state, parts, body).await?;
@@ -490,6 +504,35 @@ async fn expire_credentials_in(
         parts,
         Full::new(Bytes::from(rewritten)),
     ))
+}
+
+/// The operations moto does not implement are answered here; the rest go to moto.
+async fn answer_or_forward(
+    state: &State,
+    target: &str,
+    parts: hyper::http::request::Parts,
+    body: Bytes,
+) -> ProxyResult {
+    if target != DESCRIBE_PULL_THROUGH_CACHE_RULES
+        && target != DESCRIBE_REPOSITORY_CREATION_TEMPLATES
+    {
+        return forward(state, parts, body).await;
+    }
+    let content_type = parts
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let answer = state
+        .pull_through
+        .lock()
+        .expect("pull-through state")
+        .answer(target, &content_type, &body);
+    match answer {
+        Some((status, body, error_type)) => Ok(json_response(status, body, error_type)),
+        None => Err("not a pull-through operation".into()),
+    }
 }
 
 async fn forward(state: &State, parts: hyper::http::request::Parts, body: Bytes) -> ProxyResult {
