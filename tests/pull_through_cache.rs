@@ -16,13 +16,14 @@ use ecr_guard::policy::facts::{
 use ecr_guard::policy::{
     EcrEncryptionPolicySpec, ImageUse, Options, Policy, Reason, Slot, applicable, evaluate,
 };
-use ecr_guard::registry::RegistryConfig;
+use ecr_guard::registry::roles::AccountRole;
+use ecr_guard::registry::{AssumeRoles, RegistryConfig};
 use tokio::time::Instant;
 
 use support::Stack;
 use support::moto::{ACCOUNT, Encryption, Key, repository};
 use support::proxy::{
-    DESCRIBE_KEY, DESCRIBE_PULL_THROUGH_CACHE_RULES, DESCRIBE_REPOSITORIES,
+    ASSUME_ROLE, DESCRIBE_KEY, DESCRIBE_PULL_THROUGH_CACHE_RULES, DESCRIBE_REPOSITORIES,
     DESCRIBE_REPOSITORY_CREATION_TEMPLATES, Fault, GET_KEY_ROTATION_STATUS,
 };
 
@@ -405,6 +406,77 @@ async fn templates_of_another_account_are_unknown_without_a_role_there() {
             .to_string()
             .contains("a role in account 210987654321 is needed")
     );
+    no_shape_errors(&s);
+}
+
+/// Issue 16 with issue 17: with a role for account B, B's pull-through images
+/// are judged by B's templates, read with the role's credentials (the templates
+/// call has no registry id). The proxy answers the templates of the account
+/// the request's credentials act as: moto's, or the role's account for keys
+/// it saw `AssumeRole` hand out (moto makes those act as the role's account).
+#[tokio::test]
+async fn with_a_role_there_another_accounts_templates_judge_its_pull_through_images() {
+    const CENTRAL: &str = "210987654321";
+    const OTHER: &str = "222222222222";
+    let role = format!("{CENTRAL}=arn:aws:iam::{CENTRAL}:role/ecr-guard-reader");
+    let roles =
+        AssumeRoles::default().with_account_roles([AccountRole::parse(&role).expect("valid pair")]);
+    let s = stack_with(RegistryConfig {
+        assume_roles: roles,
+        ..RegistryConfig::default()
+    })
+    .await;
+    let central = s.moto.as_account(CENTRAL).await;
+    let key = central.create_key(US).await;
+    central.enable_key_rotation(&key).await;
+    {
+        let mut pull_through = s.proxy.pull_through();
+        pull_through.add_rule(CENTRAL, "docker-hub", "registry-1.docker.io");
+        pull_through.add_rule(OTHER, "docker-hub", "registry-1.docker.io");
+        // ecr-guard's own template says AES256: it must not decide for CENTRAL.
+        pull_through.add_template("docker-hub", PTC, "AES256", None);
+        pull_through.add_template_in(CENTRAL, "docker-hub", PTC, "KMS", Some(&key.arn));
+    }
+
+    let plan = planned(
+        s.registry
+            .lookup(&repository(CENTRAL, US, NGINX), deadline())
+            .await,
+    );
+    assert_eq!(plan.rule, "docker-hub");
+    assert_eq!(plan.template.as_deref(), Some("docker-hub"));
+    assert_eq!(plan.facts.encryption_type, EncryptionType::Kms);
+    let Some(KeyLookup::Known(described)) = &plan.facts.kms_key else {
+        panic!("{plan:?}");
+    };
+    assert_eq!(described.arn, key.arn);
+    assert_eq!(described.manager, KeyManager::Customer);
+    assert_eq!(described.rotation, Rotation::Enabled);
+    assert_eq!(s.proxy.count(ASSUME_ROLE), 1, "one session for CENTRAL");
+
+    // No role for OTHER: its templates cannot be read, and the failure says
+    // which role is needed.
+    let failure = s
+        .registry
+        .lookup(&repository(OTHER, US, NGINX), deadline())
+        .await
+        .unwrap_err();
+    let LookupFailure::PullThrough(failure) = &failure else {
+        panic!("{failure:?}");
+    };
+    assert_eq!(
+        failure.cause,
+        PullThroughCause::OtherAccount {
+            own: Some(ACCOUNT.to_owned())
+        }
+    );
+    assert!(
+        failure
+            .to_string()
+            .contains(&format!("a role in account {OTHER} is needed")),
+        "{failure}"
+    );
+    assert_eq!(s.proxy.count(ASSUME_ROLE), 1, "no role, no AssumeRole");
     no_shape_errors(&s);
 }
 

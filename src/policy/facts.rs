@@ -283,7 +283,8 @@ impl fmt::Display for PullThroughFailure {
                 f,
                 "the repository creation templates of account {account} cannot be read with \
                  ecr-guard's credentials of account {own} ({permission} reads the caller's own \
-                 registry only): a role in account {account} is needed"
+                 registry only): a role in account {account} is needed (`--assume-role`, \
+                 `--assume-role-template`)"
             ),
             PullThroughCause::OtherAccount { own: None } => write!(
                 f,

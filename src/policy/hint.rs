@@ -254,8 +254,9 @@ impl fmt::Display for Hint {
             } => write!(
                 f,
                 "allow ecr-guard's IAM role {permission} in account {account}, region {region} \
-                 (it reads the pull-through cache rules and repository creation templates that decide \
-                 how a pull-through cache repository is created)"
+                 (for another account with a role to assume there: the reader role; it reads the \
+                 pull-through cache rules and repository creation templates that decide how a \
+                 pull-through cache repository is created)"
             ),
             Hint::RoleForAccount { account, own } => role_for_account(f, account, own.as_deref()),
             Hint::PushImage { repo } => push_image(f, repo),
@@ -321,18 +322,16 @@ fn update_template(
 }
 
 fn role_for_account(f: &mut fmt::Formatter<'_>, account: &str, own: Option<&str>) -> fmt::Result {
-    match own {
-        Some(own) => write!(
-            f,
-            "give ecr-guard a role in account {account} that allows ecr:DescribeRepositoryCreationTemplates \
-             (its credentials are of account {own}), or push the image to the repository so that it exists"
-        ),
-        None => write!(
-            f,
-            "give ecr-guard a role in account {account} that allows ecr:DescribeRepositoryCreationTemplates, \
-             or push the image to the repository so that it exists"
-        ),
+    write!(
+        f,
+        "give ecr-guard a role in account {account} to assume (`--assume-role {account}=ROLE_ARN` \
+         or `--assume-role-template`) that allows ecr:DescribePullThroughCacheRules and \
+         ecr:DescribeRepositoryCreationTemplates"
+    )?;
+    if let Some(own) = own {
+        write!(f, " (its own credentials are of account {own})")?;
     }
+    f.write_str(", or push the image to the repository so that it exists")
 }
 
 fn cancel_key_deletion(f: &mut fmt::Formatter<'_>, arn: &str, region: &str) -> fmt::Result {

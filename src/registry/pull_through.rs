@@ -127,12 +127,12 @@ pub(crate) fn applicable_template<'a>(
         .or_else(|| for_pull_through().find(|t| t.prefix == ROOT))
 }
 
-/// Whether `templates` (read with ecr-guard's credentials) are those of
-/// `account`'s registry: the registry ECR said it read (`registryId` of the
-/// answer) must be `account`. `DescribeRepositoryCreationTemplates` takes no
-/// registry id, so another account's templates need that account's
-/// credentials: with per-account credentials, the templates are fetched with
-/// `account`'s client and this check is where that answer is accepted.
+/// Whether `templates` (read with the credentials for `account`: a role's
+/// there, or ecr-guard's own) are those of `account`'s registry: the registry
+/// ECR said it read (`registryId` of the answer) must be `account`.
+/// `DescribeRepositoryCreationTemplates` takes no registry id, so without a
+/// role in another account ECR answers with ecr-guard's own templates, which
+/// this refuses.
 pub(crate) fn templates_of<'a>(
     templates: &'a Templates,
     account: &str,
@@ -293,9 +293,9 @@ impl Registry {
     ) -> Result<Templates, LookupFailure> {
         let fetch = || {
             let aws = Arc::clone(&self.inner.aws);
-            let region = repo.region.clone();
+            let (account, region) = (repo.account.clone(), repo.region.clone());
             async move {
-                aws.describe_repository_creation_templates(&region, fetch_deadline)
+                aws.describe_repository_creation_templates(&account, &region, fetch_deadline)
                     .await
             }
         };
@@ -315,7 +315,7 @@ impl Aws {
         region: &str,
         deadline: Instant,
     ) -> Result<Rules, LookupFailure> {
-        let ecr = self.clients(region).ecr;
+        let ecr = self.clients_for(account, region, deadline).await?.ecr;
         let mut rules = Vec::new();
         let mut token: Option<String> = None;
         for _ in 0..MAX_PAGES {
@@ -355,14 +355,18 @@ impl Aws {
         Err(endless(Api::DescribePullThroughCacheRules))
     }
 
-    /// Every repository creation template of ecr-guard's own registry in
-    /// `region`, all pages (the API has no registry id).
+    /// Every repository creation template the credentials for `account` can
+    /// read in `region`, all pages. The API has no registry id: it reads the
+    /// caller's own registry, so these are `account`'s templates only when a
+    /// role in `account` is configured (or `account` is ecr-guard's own);
+    /// otherwise they are ecr-guard's, which `templates_of` refuses.
     pub(crate) async fn describe_repository_creation_templates(
         &self,
+        account: &str,
         region: &str,
         deadline: Instant,
     ) -> Result<Templates, LookupFailure> {
-        let ecr = self.clients(region).ecr;
+        let ecr = self.clients_for(account, region, deadline).await?.ecr;
         let mut list = Vec::new();
         let mut registry_id = None;
         let mut token: Option<String> = None;

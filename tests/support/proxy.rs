@@ -406,7 +406,7 @@ async fn handle(
             answer_or_forward(&state, &target, parts, body).await
         }
         Some(Fault::ExpireCredentialsIn(lifetime)) => {
-            let response = forward(&state, parts, body).await?;
+            let response = answer_or_forward(&state, &target, parts, body).await?;
             Ok(expire_credentials_in(response, lifetime).await?)
         }
         Some(Fault::QueryError {
@@ -513,26 +513,81 @@ async fn answer_or_forward(
     parts: hyper::http::request::Parts,
     body: Bytes,
 ) -> ProxyResult {
+    if target == ASSUME_ROLE {
+        let role_account = role_account(&body);
+        let response = forward(state, parts, body).await?;
+        return note_assumed_key(state, response, role_account).await;
+    }
     if target != DESCRIBE_PULL_THROUGH_CACHE_RULES
         && target != DESCRIBE_REPOSITORY_CREATION_TEMPLATES
     {
         return forward(state, parts, body).await;
     }
-    let content_type = parts
-        .headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let content_type = header("content-type");
+    let access_key_id = access_key_id(&header("authorization"));
     let answer = state
         .pull_through
         .lock()
         .expect("pull-through state")
-        .answer(target, &content_type, &body);
+        .answer(target, &content_type, &access_key_id, &body);
     match answer {
         Some((status, body, error_type)) => Ok(json_response(status, body, error_type)),
         None => Err("not a pull-through operation".into()),
     }
+}
+
+/// The access key id of a SigV4 `Authorization` header
+/// (`AWS4-HMAC-SHA256 Credential=KEY/DATE/REGION/SERVICE/aws4_request, …`).
+fn access_key_id(authorization: &str) -> String {
+    authorization
+        .split_once("Credential=")
+        .and_then(|(_, rest)| rest.split('/').next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The account of the `RoleArn` of an `AssumeRole` form body.
+fn role_account(body: &[u8]) -> Option<String> {
+    let arn = form_urlencoded::parse(body)
+        .find(|(name, _)| name == "RoleArn")
+        .map(|(_, value)| value.into_owned())?;
+    arn.split(':').nth(4).map(str::to_owned)
+}
+
+/// Records which account the credentials of a successful `AssumeRole` answer
+/// act as (moto: the role's), for the pull-through answers.
+async fn note_assumed_key(
+    state: &State,
+    response: Response<Full<Bytes>>,
+    role_account: Option<String>,
+) -> ProxyResult {
+    let (Some(account), true) = (role_account, response.status().is_success()) else {
+        return Ok(response);
+    };
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await?.to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    let open = "<AccessKeyId>";
+    let key = text
+        .find(open)
+        .zip(text.find("</AccessKeyId>"))
+        .and_then(|(start, end)| text.get(start + open.len()..end));
+    if let Some(key) = key {
+        state
+            .pull_through
+            .lock()
+            .expect("pull-through state")
+            .credentials_of(key.trim(), &account);
+    }
+    Ok(Response::from_parts(parts, Full::new(body)))
 }
 
 async fn forward(state: &State, parts: hyper::http::request::Parts, body: Bytes) -> ProxyResult {

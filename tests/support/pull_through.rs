@@ -8,8 +8,13 @@
 //! call, `maxResults` within 1..=1000, and only `nextToken`s this proxy
 //! issued. What is wrong is recorded ([`PullThrough::shape_errors`]) and
 //! answered with ECR's `InvalidParameterException`.
+//!
+//! The templates call reads the caller's own registry, as on AWS: the caller's
+//! account is that of the request's access key id, which is moto's account
+//! unless the proxy saw `AssumeRole` hand the key out for a role of another
+//! account (moto makes such credentials act as the role's account).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::{Value, json};
 
@@ -29,9 +34,12 @@ pub type Answer = (u16, String, Option<&'static str>);
 pub struct PullThrough {
     /// Rules by registry id.
     rules: BTreeMap<String, Vec<Value>>,
-    templates: Vec<Value>,
-    /// The `registryId` of the templates answer: the caller's own registry.
+    /// Templates by the registry (account) they belong to.
+    templates: BTreeMap<String, Vec<Value>>,
+    /// The account of credentials that no `AssumeRole` handed out.
     own_account: String,
+    /// Access key ids handed out by `AssumeRole`, with the role's account.
+    assumed_keys: HashMap<String, String>,
     /// Most items a page holds whatever `maxResults` asks (as ECR may).
     page_limit: Option<usize>,
     issued_tokens: HashSet<String>,
@@ -42,8 +50,9 @@ impl Default for PullThrough {
     fn default() -> Self {
         Self {
             rules: BTreeMap::new(),
-            templates: Vec::new(),
+            templates: BTreeMap::new(),
             own_account: OWN_ACCOUNT.to_owned(),
+            assumed_keys: HashMap::new(),
             page_limit: None,
             issued_tokens: HashSet::new(),
             shape_errors: Vec::new(),
@@ -67,9 +76,23 @@ impl PullThrough {
             }));
     }
 
-    /// A template of the caller's own registry. `kms_key` only with a KMS type.
+    /// A template of moto's account's registry. `kms_key` only with a KMS type.
     pub fn add_template(
         &mut self,
+        prefix: &str,
+        applied_for: &[&str],
+        encryption_type: &str,
+        kms_key: Option<&str>,
+    ) {
+        let own = self.own_account.clone();
+        self.add_template_in(&own, prefix, applied_for, encryption_type, kms_key);
+    }
+
+    /// A template of `account`'s registry, read only with credentials of
+    /// `account` (a role assumed there).
+    pub fn add_template_in(
+        &mut self,
+        account: &str,
         prefix: &str,
         applied_for: &[&str],
         encryption_type: &str,
@@ -79,16 +102,25 @@ impl PullThrough {
         if let Some(key) = kms_key {
             encryption["kmsKey"] = json!(key);
         }
-        self.templates.push(json!({
-            "prefix": prefix,
-            "description": format!("template {prefix}"),
-            "encryptionConfiguration": encryption,
-            "resourceTags": [],
-            "imageTagMutability": "MUTABLE",
-            "appliedFor": applied_for,
-            "createdAt": 1.7e9,
-            "updatedAt": 1.7e9,
-        }));
+        self.templates
+            .entry(account.to_owned())
+            .or_default()
+            .push(json!({
+                "prefix": prefix,
+                "description": format!("template {prefix}"),
+                "encryptionConfiguration": encryption,
+                "resourceTags": [],
+                "imageTagMutability": "MUTABLE",
+                "appliedFor": applied_for,
+                "createdAt": 1.7e9,
+                "updatedAt": 1.7e9,
+            }));
+    }
+
+    /// Credentials with `access_key_id` act as `account` (an `AssumeRole` answer).
+    pub fn credentials_of(&mut self, access_key_id: &str, account: &str) {
+        self.assumed_keys
+            .insert(access_key_id.to_owned(), account.to_owned());
     }
 
     /// Removes every template (to change one, remove all and add them again).
@@ -104,8 +136,15 @@ impl PullThrough {
         self.shape_errors.clone()
     }
 
-    /// The answer to `target` with `body`, or `None` for another operation.
-    pub fn answer(&mut self, target: &str, content_type: &str, body: &[u8]) -> Option<Answer> {
+    /// The answer to `target` with `body`, signed with `access_key_id`, or
+    /// `None` for another operation.
+    pub fn answer(
+        &mut self,
+        target: &str,
+        content_type: &str,
+        access_key_id: &str,
+        body: &[u8],
+    ) -> Option<Answer> {
         let (fields, items_key) = match target {
             DESCRIBE_PULL_THROUGH_CACHE_RULES => (
                 &[
@@ -134,7 +173,13 @@ impl PullThrough {
             let account = request["registryId"].as_str().unwrap_or_default();
             (self.rules.get(account).cloned().unwrap_or_default(), None)
         } else {
-            (self.templates.clone(), Some(self.own_account.clone()))
+            let caller = self
+                .assumed_keys
+                .get(access_key_id)
+                .unwrap_or(&self.own_account)
+                .clone();
+            let templates = self.templates.get(&caller).cloned().unwrap_or_default();
+            (templates, Some(caller))
         };
         Some((
             200,
