@@ -166,11 +166,11 @@ def short_image(image):
     return image[len(HOST) + 1:] if image.startswith(HOST + "/") else image
 
 
-def facts_of(image, repos):
+def facts_of(image, repos, emulator):
     if not image.startswith(HOST + "/"):
         return "not in ECR"
     repo = short_image(image).rsplit(":", 1)[0]
-    return repos.get(repo, "no such repository in the emulator")
+    return repos.get(repo) or emulator.pull_through_facts(repo) or "no such repository in the emulator"
 
 
 def requirement(violation):
@@ -198,7 +198,7 @@ def field(name, text, first_indent=2):
         out(line)
 
 
-def render(case, answer, report, repos, policies, namespaces):
+def render(case, answer, report, repos, emulator, policies, namespaces):
     ns, obj, request, containers = case["namespace"], case["object"], case["request"], case["containers"]
     if not answer["allowed"]:
         decision = "DENIED"
@@ -209,7 +209,7 @@ def render(case, answer, report, repos, policies, namespaces):
     out(f"{ns:<10} {obj:<20} {request:<46} {decision}")
     for name, image in containers:
         field("image", f"{name}: {short_image(image)}")
-        field("facts", facts_of(image, repos))
+        field("facts", facts_of(image, repos, emulator))
     by_policy = {}
     for v in report["violations"]:
         by_policy.setdefault(v["policy"], []).append(v)
@@ -267,6 +267,9 @@ def main():
         out(f"    repositories in {HOST}:")
         for name, what in repos.items():
             out(f"      {name:<16} {what}")
+        out("    pull-through cache rules (the proxy answers them and the creation templates for moto):")
+        for prefix, what in emulator.pull_through.items():
+            out(f"      {prefix + '/…':<16} {what}")
 
         port, admin = free_port(), free_port()
         ca = os.path.join(work, "ca.pem")
@@ -301,6 +304,8 @@ def main():
             ("staging", "Pod", "api", "CREATE", [("api", e("payments/api", "1.5-rc1"))]),
             ("staging", "Pod", "api", server_dry_run, [("api", e("payments/api"))]),
             ("dev", "Pod", "anything", "CREATE", [("app", "nginx:1.27")]),
+            ("payments", "Pod", "nginx", "CREATE", [("nginx", e("docker-hub/library/nginx", "1.27"))]),
+            ("shop", "Pod", "exporter", "CREATE", [("exporter", e("quay/prometheus/node-exporter", "v1.8"))]),
         ]
         rows = []
         for ns, kind, name, request, containers in cases:
@@ -326,7 +331,7 @@ def main():
             webhook_denied = not answer["allowed"]
             assert webhook_denied == (report["decision"] == "denied"), (
                 f"{row['object']}: the webhook and `ecr-guard check` disagree")
-            render(row, answer, report, repos, policies, namespaces)
+            render(row, answer, report, repos, emulator, policies, namespaces)
         with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5) as r:
             metrics = [line for line in r.read().decode().splitlines()
                        if line.startswith(("ecr_guard_admission_requests_total", "ecr_guard_aws_calls_total"))]
@@ -339,6 +344,8 @@ def main():
         out(f"==> emulator gap filled: the proxy answered {len(emulator.filled)} KMS call(s) "
             f"({', '.join(filled) or 'none'})")
         out("    for shop/catalog's aws/ecr key with KeyManager AWS, as AWS does; moto alone cannot.")
+        out(f"    and {emulator.pull_through_answers} pull-through cache rule and template call(s), "
+            "which moto does not implement.")
     finally:
         stop()
 

@@ -19,6 +19,12 @@ ecr-guard (rightly) could not describe it. The proxy answers DescribeKey and
 GetKeyRotationStatus for that ARN the way KMS answers them for aws/ecr, and
 counts every answer it fills in (`filled`), so nothing it invents goes unsaid.
 
+moto implements neither DescribePullThroughCacheRules nor
+DescribeRepositoryCreationTemplates, so the proxy answers both the way ECR does
+(JSON shapes of the ECR API reference, pages of `maxResults` with a
+`nextToken`), from the pull-through cache rules and repository creation
+templates `seed()` sets up, and counts those answers too (`pull_through_answers`).
+
 Hand-written rather than a library: a forwarding proxy with one rewritten
 answer is ~60 lines of the standard library; mitmproxy and the like would be a
 large dependency for it.
@@ -50,6 +56,10 @@ KMS_CMK_ROTATING = "KMS, customer-managed key, rotation on"
 KMS_CMK_DISABLED = "KMS, customer-managed key, key DISABLED"
 KMS_CMK_STATIC = "KMS, customer-managed key, rotation off"
 KMS_AWS_MANAGED = "KMS, AWS-managed key aws/ecr (answered by the proxy)"
+
+ECR_TARGET = "AmazonEC2ContainerRegistry_V20150921."
+RULES_TARGET = ECR_TARGET + "DescribePullThroughCacheRules"
+TEMPLATES_TARGET = ECR_TARGET + "DescribeRepositoryCreationTemplates"
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
               "proxy-authorization", "proxy-authenticate", "content-length", "host"}
@@ -95,6 +105,10 @@ class Emulator:
         self.serving = False
         self.aws_managed = set()  # key ARNs (and ids) answered as aws/ecr
         self.filled = []  # (operation, key ARN) of every answer the proxy made up
+        self.rules = []  # pull-through cache rules, as DescribePullThroughCacheRules lists them
+        self.templates = []  # repository creation templates, as DescribeRepositoryCreationTemplates lists them
+        self.pull_through = {}  # rule prefix: what a repository it creates will be, in words
+        self.pull_through_answers = 0  # answers to the two calls, made in moto's place
         self.lock = threading.Lock()
 
     def start(self):
@@ -164,6 +178,7 @@ class Emulator:
         arn = catalog["encryptionConfiguration"]["kmsKey"]
         with self.lock:
             self.aws_managed.update({arn, arn.rsplit("/", 1)[-1]})
+        self.seed_pull_through(rotating["Arn"])
         return {
             "payments/ledger": KMS_CMK_ROTATING,
             "payments/api": AES256,
@@ -172,8 +187,60 @@ class Emulator:
             "shop/catalog": KMS_AWS_MANAGED,
         }
 
+    def seed_pull_through(self, key_arn):
+        """Pull-through cache rules docker-hub and quay; templates docker-hub (KMS with a
+        rotating customer-managed key) and ROOT (AES256), both applied to pull-through cache."""
+        def rule(prefix, upstream):
+            self.rules.append({"ecrRepositoryPrefix": prefix, "upstreamRegistryUrl": upstream,
+                               "registryId": ACCOUNT, "createdAt": 1.7e9, "updatedAt": 1.7e9})
+
+        def template(prefix, encryption):
+            self.templates.append({"prefix": prefix, "description": f"pull-through cache: {prefix}",
+                                   "encryptionConfiguration": encryption, "resourceTags": [],
+                                   "imageTagMutability": "MUTABLE", "appliedFor": ["PULL_THROUGH_CACHE"],
+                                   "createdAt": 1.7e9, "updatedAt": 1.7e9})
+
+        rule("docker-hub", "registry-1.docker.io")
+        rule("quay", "quay.io")
+        template("docker-hub", {"encryptionType": "KMS", "kmsKey": key_arn})
+        template("ROOT", {"encryptionType": "AES256"})
+        self.pull_through = {
+            "docker-hub": "not pulled yet; template docker-hub: " + KMS_CMK_ROTATING,
+            "quay": "not pulled yet; template ROOT: " + AES256,
+        }
+
+    def pull_through_facts(self, repository):
+        """What a repository a pull-through cache rule will create is, in words; None if no rule covers it."""
+        for prefix, what in self.pull_through.items():
+            if repository.startswith(prefix + "/"):
+                return what
+        return None
+
+    def _pull_through(self, target, body):
+        """DescribePullThroughCacheRules / DescribeRepositoryCreationTemplates, answered like ECR."""
+        try:
+            request = json.loads(body or b"{}")
+            start = int(request.get("nextToken") or 0)
+        except ValueError:
+            return None
+        size = int(request.get("maxResults") or 100)
+        if target == RULES_TARGET:
+            items_key = "pullThroughCacheRules"
+            items = [r for r in self.rules if r["registryId"] == request.get("registryId", ACCOUNT)]
+            answer = {}
+        else:
+            items_key, items, answer = "repositoryCreationTemplates", self.templates, {"registryId": ACCOUNT}
+        answer[items_key] = items[start:start + size]
+        if start + size < len(items):
+            answer["nextToken"] = str(start + size)
+        with self.lock:
+            self.pull_through_answers += 1
+        return answer
+
     def _fill(self, target, body):
         """The answer AWS would give where moto cannot, or None to forward."""
+        if target in (RULES_TARGET, TEMPLATES_TARGET):
+            return self._pull_through(target, body)
         if target not in ("TrentService.DescribeKey", "TrentService.GetKeyRotationStatus"):
             return None
         try:
@@ -246,6 +313,8 @@ def main():
     try:
         for name, what in emulator.seed().items():
             print(f"{HOST}/{name:<16} {what}")
+        for prefix, what in emulator.pull_through.items():
+            print(f"{HOST}/{prefix + '/…':<16} pull-through cache, {what}")
         emulator.serve()
         print(f"ready: {emulator.endpoint}", flush=True)
         while not stopped.wait(1):
@@ -255,6 +324,9 @@ def main():
         if emulator.filled:
             print(f"the proxy answered {len(emulator.filled)} KMS call(s) for the AWS-managed key in moto's place",
                   flush=True)
+        if emulator.pull_through_answers:
+            print(f"the proxy answered {emulator.pull_through_answers} pull-through cache rule and template "
+                  "call(s) in moto's place", flush=True)
 
 
 if __name__ == "__main__":

@@ -941,3 +941,75 @@ fn serve_refuses_to_start_on_a_misspelt_policy_field() {
     );
     assert!(!ca.exists(), "nothing is written before the policies load");
 }
+
+/// A pull-through cache image whose repository does not exist yet is judged by
+/// the creation template that will create it; the proxy answers the rules and
+/// templates in moto's place (moto implements neither).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_through_images_are_judged_by_the_template_that_will_create_them() {
+    use support::proxy::{DESCRIBE_PULL_THROUGH_CACHE_RULES, Proxy};
+
+    let moto = seeded().await;
+    let key = moto.create_key("us-east-1").await;
+    moto.enable_key_rotation(&key).await;
+    let proxy = Proxy::start(moto.endpoint()).await;
+    {
+        let mut pull_through = proxy.pull_through();
+        let account = support::moto::ACCOUNT;
+        pull_through.add_rule(account, "docker-hub", "registry-1.docker.io");
+        pull_through.add_rule(account, "quay", "quay.io");
+        pull_through.add_template("docker-hub", &["PULL_THROUGH_CACHE"], "KMS", Some(&key.arn));
+        pull_through.add_template("ROOT", &["PULL_THROUGH_CACHE"], "AES256", None);
+    }
+    let endpoint = proxy.endpoint().to_owned();
+    let run = |image: String| {
+        let endpoint = endpoint.clone();
+        tokio::task::spawn_blocking(move || {
+            let base = regulated();
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_ecr-guard"));
+            cmd.arg("check")
+                .args(with(&base, &["-n", "payments", "--image", &image]))
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("AWS_ACCESS_KEY_ID", "test")
+                .env("AWS_SECRET_ACCESS_KEY", "test")
+                .env("AWS_REGION", "us-east-1")
+                .env("AWS_ENDPOINT_URL", endpoint);
+            cmd.output().unwrap()
+        })
+    };
+
+    let out = run(format!("{HOST}/docker-hub/library/nginx:1.27"))
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+
+    let image = format!("{HOST}/quay/prometheus/node-exporter:v1.8.2");
+    let out = run(image.clone()).await.unwrap();
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    assert!(
+        text.contains(&format!(
+            "container \"node-exporter\" image {image}: repository quay/prometheus/node-exporter does not exist yet; \
+             pull-through cache rule quay will create it with template ROOT (AES256); \
+             policy regulated-require-cmk allows only KMS, KMS_DSSE"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("  hint: change the repository creation template that will create it (account 123456789012): `aws ecr update-repository-creation-template --prefix ROOT"),
+        "{text}"
+    );
+    assert_eq!(
+        proxy.count(DESCRIBE_PULL_THROUGH_CACHE_RULES),
+        2,
+        "one per run, two runs"
+    );
+    assert_eq!(proxy.pull_through().shape_errors(), Vec::<String>::new());
+}

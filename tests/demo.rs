@@ -53,7 +53,7 @@ fn demo_prints_one_row_per_object_in_one_shape_within_100_columns() {
         .iter()
         .map(|row| row[0].split_whitespace().collect())
         .collect();
-    assert_eq!(rows.len(), 9, "one row per object sent\n{report}");
+    assert_eq!(rows.len(), 11, "one row per object sent\n{report}");
     for (row, header) in rows.iter().zip(&headers) {
         // Same shape: header, then (image, facts) per container, policies, hints.
         let fields: Vec<&str> = row[1..]
@@ -130,6 +130,27 @@ fn demo_prints_one_row_per_object_in_one_shape_within_100_columns() {
     assert!(
         frontend.iter().any(|l| l.contains("enable-key-rotation")),
         "{frontend:#?}"
+    );
+
+    // Pull-through cache images not pulled yet: judged by the template that will
+    // create their repository, the fix pointing at the template.
+    let (nginx, header) = row("Pod/nginx", "CREATE");
+    assert_eq!(header.last(), Some(&"ALLOWED"), "{nginx:#?}");
+    assert!(
+        nginx.iter().any(|l| l.contains("template docker-hub: KMS")),
+        "{nginx:#?}"
+    );
+    let (exporter, header) = row("Pod/exporter", "CREATE");
+    assert_eq!(header.last(), Some(&"DENIED"), "{exporter:#?}");
+    assert!(
+        exporter
+            .iter()
+            .any(|l| l.contains("aws ecr update-repository-creation-template --prefix ROOT")),
+        "{exporter:#?}"
+    );
+    assert!(
+        stdout.contains("pull-through cache rule and template call(s)"),
+        "{report}"
     );
 
     // kubectl's dry-run request and the DryRun policy mode read differently.

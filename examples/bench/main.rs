@@ -30,6 +30,9 @@ mod ports;
 #[path = "../../tests/support/proxy.rs"]
 #[allow(dead_code)]
 mod proxy;
+#[path = "../../tests/support/pull_through.rs"]
+#[allow(dead_code)]
+mod pull_through;
 
 #[path = "../../benches/fixtures/mod.rs"]
 mod fixtures;

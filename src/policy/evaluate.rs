@@ -10,6 +10,7 @@ use super::compile::{Body, Checks, FieldError, Policy};
 use super::crd::{Mode, NonEcrImages, OnLookupFailure};
 use super::hint::Hint;
 use super::image_use::ImageUse;
+use super::planned::check_planned;
 use super::rules::{Failure, check_rules, notice_unusable_keys};
 use super::verdict::{Finding, Reason, Verdict, Violation};
 use crate::image::{EcrRepository, ImageError};
@@ -129,6 +130,9 @@ fn image_failures(
     let failure = match lookup {
         Some(Ok(RepositoryLookup::Found(facts))) => {
             return check_rules(&policy.name, checks, repo, facts);
+        }
+        Some(Ok(RepositoryLookup::ToBeCreated(plan))) => {
+            return check_planned(&policy.name, checks, repo, plan);
         }
         Some(Ok(RepositoryLookup::NotFound)) => return vec![repository_not_found(policy, repo)],
         Some(Err(failure)) => failure,

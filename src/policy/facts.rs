@@ -51,8 +51,29 @@ impl fmt::Display for EncryptionType {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RepositoryLookup {
     Found(RepositoryFacts),
-    /// `RepositoryNotFoundException` (or an empty answer for that registry id).
+    /// `RepositoryNotFoundException` (or an empty answer for that registry id),
+    /// and no pull-through cache rule of the registry covers the name.
     NotFound,
+    /// The repository does not exist, but a pull-through cache rule covers its
+    /// name: ECR creates it on the first pull, with the settings of a repository
+    /// creation template. The facts are those of the repository it will create.
+    ToBeCreated(PlannedRepository),
+}
+
+/// A repository a pull-through cache rule will create on the first pull, as its
+/// repository creation template (or ECR's default) says it will be encrypted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedRepository {
+    /// The rule's `ecrRepositoryPrefix` (e.g. `docker-hub`).
+    pub rule: String,
+    /// The rule's `upstreamRegistryUrl` (e.g. `registry-1.docker.io`).
+    pub upstream: String,
+    /// The `prefix` of the template that applies (`ROOT` included); `None` when
+    /// none does and ECR's default (AES256) applies.
+    pub template: Option<String>,
+    /// The encryption the template gives, with its key described by KMS exactly
+    /// as an existing repository's key is.
+    pub facts: RepositoryFacts,
 }
 
 /// How one existing repository is encrypted, with the facts about its KMS key.
@@ -215,6 +236,63 @@ pub enum LookupFailure {
         /// Whether an external id was sent (`--assume-role-external-id`).
         external_id: bool,
     },
+    /// The repository does not exist, and what ECR would create on its first
+    /// pull could not be learnt: the registry's pull-through cache rules or
+    /// repository creation templates could not be read.
+    PullThrough(Box<PullThroughFailure>),
+}
+
+/// Why the pull-through cache rules or creation templates of a registry could
+/// not be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PullThroughFailure {
+    /// The IAM action that failed: `ecr:DescribePullThroughCacheRules` or
+    /// `ecr:DescribeRepositoryCreationTemplates`.
+    pub permission: &'static str,
+    /// The registry (account) and region whose rules or templates were needed.
+    pub account: String,
+    pub region: String,
+    pub cause: PullThroughCause,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PullThroughCause {
+    /// The call failed (access denied, throttled, timeout, …).
+    Call(LookupFailure),
+    /// `DescribeRepositoryCreationTemplates` takes no registry id: it reads the
+    /// caller's own registry only. The templates of another account need
+    /// credentials of that account; `own` is the registry ECR said it read
+    /// (ecr-guard's account), `None` when it did not say.
+    OtherAccount { own: Option<String> },
+}
+
+impl fmt::Display for PullThroughFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self {
+            permission,
+            account,
+            region,
+            cause,
+        } = self;
+        match cause {
+            PullThroughCause::Call(failure) => write!(
+                f,
+                "{permission} in account {account}, region {region} failed: {failure}"
+            ),
+            PullThroughCause::OtherAccount { own: Some(own) } => write!(
+                f,
+                "the repository creation templates of account {account} cannot be read with \
+                 ecr-guard's credentials of account {own} ({permission} reads the caller's own \
+                 registry only): a role in account {account} is needed (`--assume-role`, \
+                 `--assume-role-template`)"
+            ),
+            PullThroughCause::OtherAccount { own: None } => write!(
+                f,
+                "ECR did not say whose repository creation templates it answered {permission} with \
+                 (it reads the caller's own registry only), so those of account {account} are unknown"
+            ),
+        }
+    }
 }
 
 impl LookupFailure {
@@ -228,6 +306,10 @@ impl LookupFailure {
             Self::Unrecognised(_) => "unrecognised_answer",
             Self::Aws(_) => "aws_error",
             Self::AssumeRole { .. } => "assume_role",
+            Self::PullThrough(failure) => match &failure.cause {
+                PullThroughCause::Call(failure) => failure.kind(),
+                PullThroughCause::OtherAccount { .. } => "access_denied",
+            },
         }
     }
 }
@@ -244,6 +326,10 @@ impl fmt::Display for LookupFailure {
             Self::AssumeRole { role, reason, .. } => {
                 write!(f, "could not assume role {role}: {reason}")
             }
+            Self::PullThrough(failure) => write!(
+                f,
+                "it does not exist yet, and what a pull-through cache rule would create could not be learnt: {failure}"
+            ),
         }
     }
 }

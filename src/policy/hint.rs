@@ -4,7 +4,9 @@
 use std::fmt;
 
 use crate::image::EcrRepository;
-use crate::policy::facts::{EncryptionType, KeyArn, KeyState, LookupFailure, Unlearnt};
+use crate::policy::facts::{
+    EncryptionType, KeyArn, KeyState, LookupFailure, PullThroughCause, PullThroughFailure, Unlearnt,
+};
 
 /// How to fix a problem. Equal hints are shown once.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,6 +72,30 @@ pub enum Hint {
         role: String,
         external_id: bool,
     },
+    /// A pull-through cache repository would be created encrypted the wrong
+    /// way: change (or create) the repository creation template.
+    UpdateTemplate {
+        account: String,
+        region: String,
+        /// The template that applies; `None`: none does (ECR's default).
+        template: Option<String>,
+        /// The pull-through cache rule's prefix, for a new template.
+        rule: String,
+        encryption_type: EncryptionType,
+    },
+    /// `ecr:DescribePullThroughCacheRules` or
+    /// `ecr:DescribeRepositoryCreationTemplates` was denied.
+    GrantPullThrough {
+        permission: &'static str,
+        account: String,
+        region: String,
+    },
+    /// Another account's creation templates need credentials of that account;
+    /// `own` is ecr-guard's account when known.
+    RoleForAccount {
+        account: String,
+        own: Option<String>,
+    },
     RetryLookup,
     FixImageReference,
     FixPolicy {
@@ -112,6 +138,7 @@ impl Hint {
     /// What would let a failed repository lookup succeed.
     pub(super) fn for_lookup_failure(failure: &LookupFailure, repo: &EcrRepository) -> Hint {
         match failure {
+            LookupFailure::PullThrough(failure) => Hint::for_pull_through(failure, repo),
             LookupFailure::AccessDenied(_) => {
                 Hint::GrantDescribeRepositories { repo: repo.clone() }
             }
@@ -130,6 +157,23 @@ impl Hint {
             LookupFailure::Timeout | LookupFailure::Throttled | LookupFailure::Aws(_) => {
                 Hint::RetryLookup
             }
+        }
+    }
+
+    /// What would let ecr-guard read a registry's pull-through cache rules or
+    /// creation templates.
+    fn for_pull_through(failure: &PullThroughFailure, repo: &EcrRepository) -> Hint {
+        match &failure.cause {
+            PullThroughCause::Call(LookupFailure::AccessDenied(_)) => Hint::GrantPullThrough {
+                permission: failure.permission,
+                account: failure.account.clone(),
+                region: failure.region.clone(),
+            },
+            PullThroughCause::Call(other) => Hint::for_lookup_failure(other, repo),
+            PullThroughCause::OtherAccount { own } => Hint::RoleForAccount {
+                account: failure.account.clone(),
+                own: own.clone(),
+            },
         }
     }
 
@@ -189,6 +233,32 @@ impl fmt::Display for Hint {
             Hint::GrantDescribeRepositories { repo } => grant_describe_repositories(f, repo),
             Hint::SetCredentials => f.write_str(SET_CREDENTIALS),
             Hint::AllowAssumeRole { role, external_id } => allow_assume_role(f, role, *external_id),
+            Hint::UpdateTemplate {
+                account,
+                region,
+                template,
+                rule,
+                encryption_type,
+            } => update_template(
+                f,
+                account,
+                region,
+                template.as_deref(),
+                rule,
+                *encryption_type,
+            ),
+            Hint::GrantPullThrough {
+                permission,
+                account,
+                region,
+            } => write!(
+                f,
+                "allow ecr-guard's IAM role {permission} in account {account}, region {region} \
+                 (for another account with a role to assume there: the reader role; it reads the \
+                 pull-through cache rules and repository creation templates that decide how a \
+                 pull-through cache repository is created)"
+            ),
+            Hint::RoleForAccount { account, own } => role_for_account(f, account, own.as_deref()),
             Hint::PushImage { repo } => push_image(f, repo),
             Hint::MoveToEcr => f.write_str(MOVE_TO_ECR),
             Hint::RetryLookup => f.write_str(RETRY_LOOKUP),
@@ -221,6 +291,47 @@ fn recreate_repository(
          and push the image again",
         repo.name, repo.account, repo.region, repo.name
     )
+}
+
+fn update_template(
+    f: &mut fmt::Formatter<'_>,
+    account: &str,
+    region: &str,
+    template: Option<&str>,
+    rule: &str,
+    encryption_type: EncryptionType,
+) -> fmt::Result {
+    let config = match encryption_type {
+        EncryptionType::Aes256 => "encryptionType=AES256".to_string(),
+        t => format!("encryptionType={t},kmsKey=<customer-managed key ARN>"),
+    };
+    match template {
+        Some(prefix) => write!(
+            f,
+            "change the repository creation template that will create it (account {account}): \
+             `aws ecr update-repository-creation-template --prefix {prefix} \
+             --encryption-configuration {config} --region {region}`"
+        ),
+        None => write!(
+            f,
+            "give the pull-through cache rule a repository creation template (account {account}): \
+             `aws ecr create-repository-creation-template --prefix {rule} --applied-for PULL_THROUGH_CACHE \
+             --encryption-configuration {config} --region {region}`"
+        ),
+    }
+}
+
+fn role_for_account(f: &mut fmt::Formatter<'_>, account: &str, own: Option<&str>) -> fmt::Result {
+    write!(
+        f,
+        "give ecr-guard a role in account {account} to assume (`--assume-role {account}=ROLE_ARN` \
+         or `--assume-role-template`) that allows ecr:DescribePullThroughCacheRules and \
+         ecr:DescribeRepositoryCreationTemplates"
+    )?;
+    if let Some(own) = own {
+        write!(f, " (its own credentials are of account {own})")?;
+    }
+    f.write_str(", or push the image to the repository so that it exists")
 }
 
 fn cancel_key_deletion(f: &mut fmt::Formatter<'_>, arn: &str, region: &str) -> fmt::Result {
@@ -286,7 +397,7 @@ fn push_image(f: &mut fmt::Formatter<'_>, repo: &EcrRepository) -> fmt::Result {
     write!(
         f,
         "push the image to {} in account {}, region {}, or fix the image reference \
-         (a pull-through cache repository exists only after its first pull)",
+         (no pull-through cache rule of the registry covers the name either)",
         repo.name, repo.account, repo.region
     )
 }
@@ -295,7 +406,8 @@ const MOVE_TO_ECR: &str = "copy the image into a private ECR repository (or a pu
      or exempt it in the policy's excludeImages";
 
 const RETRY_LOOKUP: &str = "retry; if it persists, check ecr-guard's AWS permissions \
-     (ecr:DescribeRepositories, kms:DescribeKey, kms:GetKeyRotationStatus) and its logs";
+     (ecr:DescribeRepositories, ecr:DescribePullThroughCacheRules, ecr:DescribeRepositoryCreationTemplates, \
+     kms:DescribeKey, kms:GetKeyRotationStatus) and its logs";
 
 /// `--region` for a hint: the key's region, or a placeholder that says what
 /// to put there when the key's ARN did not tell.

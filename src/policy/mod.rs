@@ -7,7 +7,8 @@
 //! - `image_use`: one use of an image in a pod spec.
 //! - `select`: which policies apply, which repositories need looking up.
 //! - `evaluate`: every image use through every policy → a [`Verdict`].
-//! - `rules`: the rule checks on one repository's facts.
+//! - `rules`: the rule checks on one repository's facts; `planned`: the same on
+//!   a repository a pull-through cache rule will create.
 //! - `verdict` and `hint`: the outcome, and how it reads.
 
 mod compile;
@@ -16,6 +17,7 @@ mod evaluate;
 pub mod facts;
 mod hint;
 mod image_use;
+mod planned;
 mod rules;
 mod select;
 pub mod strict;

@@ -10,8 +10,8 @@ use super::image_use::ImageUse;
 use super::verdict::{Finding, Reason, Verdict};
 use crate::image::EcrRepository;
 use crate::policy::facts::{
-    EncryptionType, KeyFacts, KeyLookup, KeyManager, KeyState, Lookup, RepositoryFacts,
-    RepositoryLookup, Rotation, Unlearnt,
+    EncryptionType, KeyFacts, KeyLookup, KeyManager, KeyState, Lookup, PlannedRepository,
+    RepositoryFacts, RepositoryLookup, Rotation, Unlearnt,
 };
 
 /// One broken rule: why (a metric label), in words, and how to fix it.
@@ -268,7 +268,7 @@ fn recreate(c: &Checks, repo: &EcrRepository) -> Hint {
 
 /// The type a recreated repository should get: KMS when allowed (cheapest that
 /// satisfies key rules), else whatever the policy allows first.
-fn preferred_type(allowed: &[EncryptionType]) -> EncryptionType {
+pub(super) fn preferred_type(allowed: &[EncryptionType]) -> EncryptionType {
     [
         EncryptionType::Kms,
         EncryptionType::KmsDsse,
@@ -317,10 +317,13 @@ pub(super) fn notice_unusable_keys(
 /// The key KMS described for a repository that exists, if any.
 fn described_key(lookup: Option<&Lookup>) -> Option<&KeyFacts> {
     match lookup {
-        Some(Ok(RepositoryLookup::Found(RepositoryFacts {
-            kms_key: Some(KeyLookup::Known(key)),
-            ..
-        }))) => Some(key),
+        Some(Ok(RepositoryLookup::Found(facts)))
+        | Some(Ok(RepositoryLookup::ToBeCreated(PlannedRepository { facts, .. }))) => {
+            match &facts.kms_key {
+                Some(KeyLookup::Known(key)) => Some(key),
+                _ => None,
+            }
+        }
         _ => None,
     }
 }

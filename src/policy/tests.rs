@@ -775,3 +775,143 @@ fn unknown_encryption_type_is_rejected_with_its_place() {
     .to_string();
     assert!(err.contains("DES"), "{err}");
 }
+
+// Pull-through cache: a repository that does not exist yet, judged by the
+// template that will create it.
+
+fn planned(template: Option<&str>, lookup: Lookup) -> Lookup {
+    let Ok(RepositoryLookup::Found(facts)) = lookup else {
+        panic!("planned() takes the facts of a found repository");
+    };
+    Ok(RepositoryLookup::ToBeCreated(PlannedRepository {
+        rule: "docker-hub".into(),
+        upstream: "registry-1.docker.io".into(),
+        template: template.map(str::to_owned),
+        facts,
+    }))
+}
+
+#[rstest]
+#[case::rotating_cmk_template_passes(planned(Some("docker-hub"), rotating_cmk()), vec![])]
+#[case::aes256_template_fails(planned(Some("docker-hub"), aes256()), vec![Reason::EncryptionType])]
+#[case::no_template_is_aes256(planned(None, aes256()), vec![Reason::EncryptionType])]
+#[case::aws_managed_key_fails_cmk(planned(Some("ROOT"), aws_managed()), vec![Reason::CustomerManagedKeyRequired])]
+#[case::disabled_template_key(planned(Some("docker-hub"), cmk(Rotation::Enabled, KeyState::Disabled)), vec![Reason::KeyUnusable])]
+#[case::static_template_key(planned(Some("docker-hub"), cmk(Rotation::Disabled, KeyState::Enabled)), vec![Reason::RotationDisabled])]
+fn a_planned_repository_is_judged_by_every_rule(
+    #[case] lookup: Lookup,
+    #[case] expected: Vec<Reason>,
+) {
+    let v = judge(&[policy("strict", STRICT)], lookup, Options::default());
+    assert_eq!(reasons(&v), expected, "{:#?}", v.violations);
+}
+
+#[test]
+fn a_planned_repository_says_what_is_judged_and_hints_at_the_template() {
+    let v = judge(
+        &[policy("strict", STRICT)],
+        planned(Some("docker-hub"), aes256()),
+        Options::default(),
+    );
+    let message = v.violations[0].message();
+    assert!(
+        message.contains(
+            "repository payments/api does not exist yet; pull-through cache rule docker-hub \
+             will create it with template docker-hub (AES256); policy strict allows only KMS, KMS_DSSE"
+        ),
+        "{message}"
+    );
+    let hint = v.violations[0].hint.as_ref().expect("a hint").to_string();
+    assert!(
+        hint.contains("aws ecr update-repository-creation-template --prefix docker-hub"),
+        "{hint}"
+    );
+    assert!(!hint.contains("create-repository "), "{hint}");
+
+    let v = judge(
+        &[policy("strict", STRICT)],
+        planned(
+            Some("docker-hub"),
+            cmk(Rotation::Disabled, KeyState::Enabled),
+        ),
+        Options::default(),
+    );
+    let message = v.violations[0].message();
+    assert!(
+        message.contains(&format!(
+            "will create it with template docker-hub (KMS, customer-managed key {CMK}); \
+             KMS key {CMK} has automatic rotation disabled; policy strict requires key rotation"
+        )),
+        "{message}"
+    );
+    // The key's own fix is the key's, as for an existing repository.
+    let hint = v.violations[0].hint.as_ref().expect("a hint").to_string();
+    assert!(hint.contains("aws kms enable-key-rotation"), "{hint}");
+
+    let v = judge(
+        &[policy("strict", STRICT)],
+        planned(None, aes256()),
+        Options::default(),
+    );
+    let hint = v.violations[0].hint.as_ref().expect("a hint").to_string();
+    assert!(
+        hint.contains(
+            "aws ecr create-repository-creation-template --prefix docker-hub --applied-for PULL_THROUGH_CACHE"
+        ),
+        "{hint}"
+    );
+}
+
+fn pull_through_failure(cause: PullThroughCause, permission: &'static str) -> Lookup {
+    Err(LookupFailure::PullThrough(Box::new(PullThroughFailure {
+        permission,
+        account: ACCOUNT.into(),
+        region: "us-east-1".into(),
+        cause,
+    })))
+}
+
+#[rstest]
+#[case::deny("{}", vec![Reason::LookupFailed])]
+#[case::allow("onLookupFailure: Allow", vec![])]
+fn unreadable_rules_are_a_lookup_failure_naming_the_permission(
+    #[case] yaml: &str,
+    #[case] expected: Vec<Reason>,
+) {
+    let denied = PullThroughCause::Call(LookupFailure::AccessDenied("not authorized".into()));
+    let lookup = pull_through_failure(denied, "ecr:DescribePullThroughCacheRules");
+    let v = judge(&[policy("p", yaml)], lookup, Options::default());
+    assert_eq!(reasons(&v), expected, "{:#?}", v.violations);
+    let text = match v.violations.first() {
+        Some(violation) => {
+            let hint = violation.hint.as_ref().expect("a hint").to_string();
+            assert!(hint.contains("allow ecr-guard's IAM role ecr:DescribePullThroughCacheRules in account 123456789012"), "{hint}");
+            violation.message()
+        }
+        None => v.notes.join("\n"),
+    };
+    assert!(
+        text.contains("ecr:DescribePullThroughCacheRules in account 123456789012, region us-east-1 failed: access denied"),
+        "{text}"
+    );
+}
+
+#[test]
+fn templates_of_another_account_need_a_role_there() {
+    let cause = PullThroughCause::OtherAccount {
+        own: Some("210987654321".into()),
+    };
+    let lookup = pull_through_failure(cause, "ecr:DescribeRepositoryCreationTemplates");
+    let v = judge(&[policy("p", "{}")], lookup, Options::default());
+    assert_eq!(reasons(&v), vec![Reason::LookupFailed]);
+    let message = v.violations[0].message();
+    assert!(
+        message.contains("a role in account 123456789012 is needed"),
+        "{message}"
+    );
+    let hint = v.violations[0].hint.as_ref().expect("a hint").to_string();
+    assert!(
+        hint.contains("give ecr-guard a role in account 123456789012"),
+        "{hint}"
+    );
+}

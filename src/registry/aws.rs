@@ -102,7 +102,9 @@ impl CallLimits {
 
     fn for_api(&self, api: Api) -> &Semaphore {
         match api {
-            Api::DescribeRepositories => &self.repositories,
+            Api::DescribeRepositories
+            | Api::DescribePullThroughCacheRules
+            | Api::DescribeRepositoryCreationTemplates => &self.repositories,
             Api::DescribeKey | Api::GetKeyRotationStatus => &self.keys,
             // STS: once at start, and once per role and session.
             Api::AssumeRole | Api::GetCallerIdentity => &self.repositories,

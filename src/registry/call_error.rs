@@ -91,7 +91,12 @@ impl CallError {
     pub(crate) fn needs_an_operator(&self, api: Api) -> bool {
         match self {
             Self::Timeout | Self::Throttled | Self::Failed(_) | Self::Credentials(_) => true,
-            Self::AccessDenied(_) => api == Api::DescribeRepositories,
+            Self::AccessDenied(_) => matches!(
+                api,
+                Api::DescribeRepositories
+                    | Api::DescribePullThroughCacheRules
+                    | Api::DescribeRepositoryCreationTemplates
+            ),
             // The AssumeRole call that failed was logged by the provider, once.
             Self::NotFound(_) | Self::Rejected { .. } | Self::AssumeRole(_) => false,
         }

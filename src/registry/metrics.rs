@@ -22,6 +22,8 @@ pub(crate) enum Api {
     AssumeRole,
     /// STS, once at start when roles are configured: ecr-guard's own account.
     GetCallerIdentity,
+    DescribePullThroughCacheRules,
+    DescribeRepositoryCreationTemplates,
 }
 
 impl Api {
@@ -32,6 +34,8 @@ impl Api {
             Self::GetKeyRotationStatus => "GetKeyRotationStatus",
             Self::AssumeRole => "AssumeRole",
             Self::GetCallerIdentity => "GetCallerIdentity",
+            Self::DescribePullThroughCacheRules => "DescribePullThroughCacheRules",
+            Self::DescribeRepositoryCreationTemplates => "DescribeRepositoryCreationTemplates",
         }
     }
 }
@@ -68,6 +72,10 @@ impl Outcome {
 pub(crate) enum CacheName {
     Repository,
     Key,
+    /// A registry's pull-through cache rules.
+    PullThroughRules,
+    /// A registry's repository creation templates.
+    CreationTemplates,
 }
 
 impl CacheName {
@@ -75,6 +83,8 @@ impl CacheName {
         match self {
             Self::Repository => "repository",
             Self::Key => "key",
+            Self::PullThroughRules => "pull_through_rules",
+            Self::CreationTemplates => "creation_templates",
         }
     }
 }
@@ -172,7 +182,7 @@ impl RegistryMetrics {
         );
         registry.register(
             "ecr_guard_cache_requests",
-            "Repository and key cache requests: hit (fresh), miss (asked AWS), stale (expired entry served because AWS failed)",
+            "Repository, key, pull-through rule and creation template cache requests: hit (fresh), miss (asked AWS), stale (expired entry served because AWS failed)",
             self.cache_requests.clone(),
         );
     }

@@ -3,7 +3,11 @@
 //! [`Registry::lookup`] answers "how is this repository encrypted, and what is
 //! its key like?" with ECR `DescribeRepositories` (one repository per call, in
 //! the account and region of the image host) and KMS `DescribeKey` +
-//! `GetKeyRotationStatus` (by key ARN, in the key's region). Answers are cached
+//! `GetKeyRotationStatus` (by key ARN, in the key's region). A repository that
+//! does not exist but that a pull-through cache rule will create on its first
+//! pull is answered with the repository its creation template describes
+//! (`pull_through`: `DescribePullThroughCacheRules`,
+//! `DescribeRepositoryCreationTemplates`, cached per registry). Answers are cached
 //! (see `cache`), concurrent misses coalesce into one call, and every lookup is
 //! bounded by the caller's deadline.
 
@@ -15,6 +19,7 @@ mod call_error;
 mod credentials;
 mod error;
 mod metrics;
+mod pull_through;
 pub mod roles;
 
 use std::collections::{BTreeSet, HashMap};
@@ -30,11 +35,12 @@ pub use metrics::RegistryMetrics;
 pub use roles::AssumeRoles;
 
 use crate::policy::facts::{
-    self, EncryptionType, KeyLookup, Lookup, RepositoryFacts, RepositoryLookup,
+    self, EncryptionType, KeyLookup, Lookup, LookupFailure, RepositoryFacts, RepositoryLookup,
 };
 use aws::{Aws, KmsKey, RepositoryRecord, UNNAMED_KEY_ARN, UNNAMED_KEY_REASON};
 use cache::{Answer, FactCache, Ttl};
 use metrics::CacheName;
+use pull_through::{Rules, Templates};
 
 use crate::image::EcrRepository;
 use crate::judging::FactSource;
@@ -88,6 +94,19 @@ struct Inner {
     aws: Arc<Aws>,
     repositories: FactCache<RepositoryKey, RepositoryRecord>,
     keys: FactCache<Arc<str>, KeyRecord>,
+    /// Pull-through cache rules and creation templates, per registry.
+    rules: FactCache<RegistryKey, Rules>,
+    templates: FactCache<RegistryKey, Templates>,
+}
+
+/// The rules and templates caches' key: a registry, `ACCOUNT/REGION`.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct RegistryKey(Box<str>);
+
+impl RegistryKey {
+    fn new(repo: &EcrRepository) -> Self {
+        Self([repo.account.as_str(), &repo.region].join("/").into())
+    }
 }
 
 /// The repository cache's key: account, region and name in one allocation
@@ -223,6 +242,20 @@ impl Registry {
                 ttl,
                 config.stale_ttl,
                 config.max_entries,
+                metrics.clone(),
+            ),
+            rules: FactCache::new(
+                CacheName::PullThroughRules,
+                ttl,
+                config.stale_ttl,
+                config.max_entries,
+                metrics.clone(),
+            ),
+            templates: FactCache::new(
+                CacheName::CreationTemplates,
+                ttl,
+                config.stale_ttl,
+                config.max_entries,
                 metrics,
             ),
             config,
@@ -288,7 +321,16 @@ impl Registry {
     fn lookup_fresh(&self, repo: &EcrRepository) -> Option<RepositoryLookup> {
         let repositories = &self.inner.repositories;
         let lookup = match repositories.fresh(&RepositoryKey::new(repo))? {
-            RepositoryRecord::NotFound => RepositoryLookup::NotFound,
+            RepositoryRecord::NotFound => {
+                // Not found is the answer only where no pull-through cache rule
+                // covers the name; a covered one takes the slow path.
+                let rules = self.inner.rules.fresh(&RegistryKey::new(repo))?;
+                if pull_through::covering_rule(&rules.0, &repo.name).is_some() {
+                    return None;
+                }
+                self.inner.rules.count_hit();
+                RepositoryLookup::NotFound
+            }
             RepositoryRecord::Found {
                 encryption_type,
                 kms_key,
@@ -340,7 +382,10 @@ impl Registry {
     #[doc(hidden)]
     pub async fn seed_for_bench(&self, repo: EcrRepository, lookup: RepositoryLookup) {
         let record = match lookup {
-            RepositoryLookup::NotFound => RepositoryRecord::NotFound,
+            // A planned repository is seeded as what DescribeRepositories says of it.
+            RepositoryLookup::NotFound | RepositoryLookup::ToBeCreated(_) => {
+                RepositoryRecord::NotFound
+            }
             RepositoryLookup::Found(facts) => {
                 let kms_key = match facts.kms_key {
                     None => KmsKey::None,
@@ -416,7 +461,7 @@ impl Registry {
             })
             .await?;
         let (encryption_type, kms_key) = match record {
-            RepositoryRecord::NotFound => return Ok(RepositoryLookup::NotFound),
+            RepositoryRecord::NotFound => return self.plan(repo, deadline, fetch_deadline).await,
             RepositoryRecord::Found {
                 encryption_type,
                 kms_key,
@@ -425,22 +470,31 @@ impl Registry {
         let kms_key = match kms_key {
             KmsKey::None => None,
             KmsKey::Unnamed => Some(unnamed_key()),
-            KmsKey::Arn(arn) => Some(
-                self.inner
-                    .keys
-                    .get(&arn, deadline, fetch_deadline, || {
-                        let aws = Arc::clone(&self.inner.aws);
-                        let arn = Arc::clone(&arn);
-                        async move {
-                            let lookup = aws.describe_key(&arn, fetch_deadline).await?;
-                            Ok(KeyRecord { arn, lookup })
-                        }
-                    })
-                    .await?
-                    .lookup,
-            ),
+            KmsKey::Arn(arn) => Some(self.key(arn, deadline, fetch_deadline).await?),
         };
         Ok(found(encryption_type, kms_key))
+    }
+
+    /// What KMS says of the key `arn`, through the key cache.
+    async fn key(
+        &self,
+        arn: Arc<str>,
+        deadline: Instant,
+        fetch_deadline: Instant,
+    ) -> Result<KeyLookup, LookupFailure> {
+        let record = self
+            .inner
+            .keys
+            .get(&arn, deadline, fetch_deadline, || {
+                let aws = Arc::clone(&self.inner.aws);
+                let arn = Arc::clone(&arn);
+                async move {
+                    let lookup = aws.describe_key(&arn, fetch_deadline).await?;
+                    Ok(KeyRecord { arn, lookup })
+                }
+            })
+            .await?;
+        Ok(record.lookup)
     }
 }
 

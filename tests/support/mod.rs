@@ -7,6 +7,7 @@ pub mod https;
 pub mod moto;
 pub mod ports;
 pub mod proxy;
+pub mod pull_through;
 pub mod reviews;
 pub mod webhook;
 

@@ -24,6 +24,10 @@ pub const GET_KEY_ROTATION_STATUS: &str = "TrentService.GetKeyRotationStatus";
 /// STS operations, named by the `Action` of their form-encoded body.
 pub const ASSUME_ROLE: &str = "AssumeRole";
 pub const GET_CALLER_IDENTITY: &str = "GetCallerIdentity";
+use super::pull_through::PullThrough;
+pub use super::pull_through::{
+    DESCRIBE_PULL_THROUGH_CACHE_RULES, DESCRIBE_REPOSITORY_CREATION_TEMPLATES,
+};
 
 /// What the proxy does instead of (or before) forwarding a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,6 +147,8 @@ struct State {
     faulted: Mutex<HashMap<&'static str, usize>>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    /// Pull-through cache rules and creation templates, answered in moto's place.
+    pull_through: Mutex<PullThrough>,
 }
 
 /// Counts a request as in flight while alive.
@@ -193,6 +199,7 @@ impl Proxy {
             faulted: Mutex::new(HashMap::new()),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
+            pull_through: Mutex::new(PullThrough::default()),
         });
         let server = tokio::spawn(serve(listener, Arc::clone(&state)));
         Self {
@@ -260,6 +267,13 @@ impl Proxy {
     pub fn clear_faults(&self) {
         self.state.rules.lock().expect("rules").clear();
         *self.state.random.lock().expect("random") = None;
+    }
+
+    /// The pull-through cache rules and creation templates the proxy answers
+    /// with in moto's place (none until added), and the request-shape
+    /// problems it saw.
+    pub fn pull_through(&self) -> std::sync::MutexGuard<'_, PullThrough> {
+        self.state.pull_through.lock().expect("pull-through state")
     }
 
     /// Requests answered with a fault so far, by kind of fault
@@ -386,13 +400,13 @@ async fn handle(
             .or_default() += 1;
     }
     match fault {
-        None => forward(&state, parts, body).await,
+        None => answer_or_forward(&state, &target, parts, body).await,
         Some(Fault::Delay(delay)) => {
             tokio::time::sleep(delay).await;
-            forward(&state, parts, body).await
+            answer_or_forward(&state, &target, parts, body).await
         }
         Some(Fault::ExpireCredentialsIn(lifetime)) => {
-            let response = forward(&state, parts, body).await?;
+            let response = answer_or_forward(&state, &target, parts, body).await?;
             Ok(expire_credentials_in(response, lifetime).await?)
         }
         Some(Fault::QueryError {
@@ -490,6 +504,90 @@ async fn expire_credentials_in(
         parts,
         Full::new(Bytes::from(rewritten)),
     ))
+}
+
+/// The operations moto does not implement are answered here; the rest go to moto.
+async fn answer_or_forward(
+    state: &State,
+    target: &str,
+    parts: hyper::http::request::Parts,
+    body: Bytes,
+) -> ProxyResult {
+    if target == ASSUME_ROLE {
+        let role_account = role_account(&body);
+        let response = forward(state, parts, body).await?;
+        return note_assumed_key(state, response, role_account).await;
+    }
+    if target != DESCRIBE_PULL_THROUGH_CACHE_RULES
+        && target != DESCRIBE_REPOSITORY_CREATION_TEMPLATES
+    {
+        return forward(state, parts, body).await;
+    }
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let content_type = header("content-type");
+    let access_key_id = access_key_id(&header("authorization"));
+    let answer = state
+        .pull_through
+        .lock()
+        .expect("pull-through state")
+        .answer(target, &content_type, &access_key_id, &body);
+    match answer {
+        Some((status, body, error_type)) => Ok(json_response(status, body, error_type)),
+        None => Err("not a pull-through operation".into()),
+    }
+}
+
+/// The access key id of a SigV4 `Authorization` header
+/// (`AWS4-HMAC-SHA256 Credential=KEY/DATE/REGION/SERVICE/aws4_request, …`).
+fn access_key_id(authorization: &str) -> String {
+    authorization
+        .split_once("Credential=")
+        .and_then(|(_, rest)| rest.split('/').next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The account of the `RoleArn` of an `AssumeRole` form body.
+fn role_account(body: &[u8]) -> Option<String> {
+    let arn = form_urlencoded::parse(body)
+        .find(|(name, _)| name == "RoleArn")
+        .map(|(_, value)| value.into_owned())?;
+    arn.split(':').nth(4).map(str::to_owned)
+}
+
+/// Records which account the credentials of a successful `AssumeRole` answer
+/// act as (moto: the role's), for the pull-through answers.
+async fn note_assumed_key(
+    state: &State,
+    response: Response<Full<Bytes>>,
+    role_account: Option<String>,
+) -> ProxyResult {
+    let (Some(account), true) = (role_account, response.status().is_success()) else {
+        return Ok(response);
+    };
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await?.to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    let open = "<AccessKeyId>";
+    let key = text
+        .find(open)
+        .zip(text.find("</AccessKeyId>"))
+        .and_then(|(start, end)| text.get(start + open.len()..end));
+    if let Some(key) = key {
+        state
+            .pull_through
+            .lock()
+            .expect("pull-through state")
+            .credentials_of(key.trim(), &account);
+    }
+    Ok(Response::from_parts(parts, Full::new(body)))
 }
 
 async fn forward(state: &State, parts: hyper::http::request::Parts, body: Bytes) -> ProxyResult {
