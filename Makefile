@@ -12,10 +12,11 @@ all: build
 tools:
 	bash scripts/install-tools.sh
 
-## build: the binaries; the whole workspace, so that its dependencies are the ones
-## `make test` builds (a build of one member resolves features differently)
+## build: the binaries; the whole workspace and the same compiler as `make test`, so
+## that nothing `make test` built is built again (a build of one member resolves
+## features differently; another compiler wrapper recompiles the workspace's crates)
 build:
-	$(CARGO) build --locked --workspace --bins
+	$(WITH_CLIPPY) $(CARGO) build --locked --workspace --bins
 
 ## demo: HTTPS webhook + example policies + local ECR emulator, sample Pods admitted and denied
 demo: tools build
