@@ -15,8 +15,16 @@ pub struct ResultLabels {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyStateLabels {
+    /// Disabled | PendingDeletion
+    pub state: String,
+}
+
 #[derive(Clone, Debug)]
 pub struct AuditMetrics {
+    /// Distinct KMS keys behind running Pods' images that break pulls, by state.
+    pub unusable_keys: Family<KeyStateLabels, Gauge>,
     /// Seconds per cycle (list, judge, publish).
     pub cycle_duration: Histogram,
     /// Cycles that could not list Pods or publish reports.
@@ -37,6 +45,7 @@ impl Default for AuditMetrics {
             cycle_errors: Counter::default(),
             pods: Gauge::default(),
             results: Family::default(),
+            unusable_keys: Family::default(),
         }
     }
 }
@@ -62,6 +71,11 @@ impl AuditMetrics {
             "ecr_guard_audit_results",
             "Results of the last audit cycle, by result and reason",
             self.results.clone(),
+        );
+        registry.register(
+            "ecr_guard_audit_unusable_keys",
+            "KMS keys behind running Pods' images that are Disabled or PendingDeletion",
+            self.unusable_keys.clone(),
         );
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod aggregate;
 pub mod crd;
+pub mod key_state;
 pub mod metrics;
 pub mod pods;
 pub mod report;
@@ -188,7 +189,9 @@ impl Auditor {
             Ok(uses) => self.judge.decide_with_facts(&policies, &labels, uses).await,
             Err(_) => Default::default(),
         };
-        results::pod_results(pod, &applicable, &verdict, &facts)
+        let mut results = results::pod_results(pod, &applicable, &verdict, &facts);
+        results.extend(key_state::result(pod, &key_state::broken_keys(pod, &facts)));
+        results
     }
 
     async fn publish(
@@ -200,6 +203,25 @@ impl Auditor {
     }
 
     fn record(&self, results: &[&ReportResult]) {
+        let keys: std::collections::BTreeSet<(&str, &str)> = results
+            .iter()
+            .filter(|r| r.policy == key_state::KEY_STATE_POLICY)
+            .filter_map(|r| {
+                Some((
+                    r.properties.get("kmsKey")?.as_str(),
+                    r.properties.get("keyState")?.as_str(),
+                ))
+            })
+            .collect();
+        self.metrics.unusable_keys.clear();
+        for (_, state) in keys {
+            self.metrics
+                .unusable_keys
+                .get_or_create(&metrics::KeyStateLabels {
+                    state: state.to_string(),
+                })
+                .inc();
+        }
         self.metrics.results.clear();
         for result in results {
             self.metrics
