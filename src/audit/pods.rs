@@ -67,10 +67,22 @@ impl AuditedPod {
     }
 }
 
+/// The list's field selector: running Pods outside the excluded namespaces
+/// (filtered by the API server, so their Pods never cross the wire).
+pub fn field_selector(excluded: &[String]) -> String {
+    let mut selector = RUNNING_PODS.to_string();
+    for namespace in excluded {
+        selector.push_str(",metadata.namespace!=");
+        selector.push_str(namespace);
+    }
+    selector
+}
+
 /// Every running Pod outside `excluded` namespaces, listed page by page.
 pub async fn list(client: Client, excluded: &[String]) -> Result<Vec<AuditedPod>, kube::Error> {
     let api = Api::<DynamicObject>::all_with(client, &ApiResource::erase::<Pod>(&()));
-    let mut params = ListParams::default().fields(RUNNING_PODS).limit(PAGE_SIZE);
+    let selector = field_selector(excluded);
+    let mut params = ListParams::default().fields(&selector).limit(PAGE_SIZE);
     let mut pods = Vec::new();
     loop {
         let page = api.list(&params).await?;
