@@ -1,80 +1,22 @@
 //! `ecr-guard audit` against a mock API server (tower-test), as `cluster.rs`
 //! tests cluster mode: every call is checked for method, path, query and body.
-//! The mock is a trimmed copy of `cluster.rs`'s (list answers only).
+//! The mock (`support::api_server`) is a trimmed copy of `cluster.rs`'s.
 
-use std::convert::Infallible;
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{Method, Request, Response, StatusCode};
-use bytes::Bytes;
 use ecr_guard::audit::{AuditMetrics, Auditor};
 use ecr_guard::inventory::cluster::ClusterInventory;
 use ecr_guard::judging::{FixedFacts, Judge};
 use ecr_guard::policy::Options;
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full};
 use kube::Client;
 use kube::runtime::watcher::Event;
 use serde_json::{Value, json};
 
-type MockBody = UnsyncBoxBody<Bytes, Infallible>;
-type Handle = tower_test::mock::Handle<Request<kube::client::Body>, Response<MockBody>>;
-type Respond = tower_test::mock::SendResponse<Response<MockBody>>;
-
-struct ApiServer(Handle);
-
-struct Call {
-    method: Method,
-    uri: String,
-    body: Value,
-    respond: Respond,
-}
-
-fn mock() -> (Client, ApiServer) {
-    let (service, handle) =
-        tower_test::mock::pair::<Request<kube::client::Body>, Response<MockBody>>();
-    (Client::new(service, "default"), ApiServer(handle))
-}
-
-impl ApiServer {
-    async fn next(&mut self) -> Call {
-        let (request, respond) =
-            tokio::time::timeout(Duration::from_secs(10), self.0.next_request())
-                .await
-                .expect("the code made no API call in time")
-                .expect("the client is gone");
-        let (parts, body) = request.into_parts();
-        let bytes = body.collect_bytes().await.unwrap();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap()
-        };
-        Call {
-            method: parts.method,
-            uri: parts.uri.to_string(),
-            body,
-            respond,
-        }
-    }
-}
-
-impl Call {
-    fn assert(&self, method: Method, uri: &str) {
-        assert_eq!((&self.method, self.uri.as_str()), (&method, uri));
-    }
-
-    fn ok(self, body: Value) {
-        let bytes = Bytes::from(serde_json::to_vec(&body).unwrap());
-        let response = Response::builder()
-            .status(StatusCode::OK)
-            .header("content-type", "application/json")
-            .body(Full::new(bytes).boxed_unsync())
-            .unwrap();
-        self.respond.send_response(response);
-    }
-}
+use axum::http::Method;
+use support::api_server::mock;
 
 const PODS: &str = "/api/v1/pods?&fieldSelector=status.phase%21%3DSucceeded%2Cstatus.phase%21%3DFailed%2Cmetadata.namespace%21%3Dkube-system&limit=500";
 const REPORTS: &str = "/apis/wgpolicyk8s.io/v1alpha2/policyreports?&labelSelector=app.kubernetes.io%2Fmanaged-by%3Decr-guard";

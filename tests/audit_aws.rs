@@ -1,0 +1,206 @@
+//! `ecr-guard audit` with facts from moto (the real registry, its cache) and a
+//! mock API server: a key disabled or scheduled for deletion after a Pod was
+//! admitted shows in the next cycle's report.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::Method;
+use ecr_guard::audit::{AuditMetrics, Auditor, CycleSummary};
+use ecr_guard::inventory::cluster::ClusterInventory;
+use ecr_guard::judging::Judge;
+use ecr_guard::policy::Options;
+use ecr_guard::registry::{RegistryConfig, RegistryMetrics};
+use kube::runtime::watcher::Event;
+use serde_json::{Value, json};
+
+use support::api_server::{ApiServer, mock};
+use support::moto::{Encryption, Moto};
+
+const US: &str = "us-east-1";
+/// The audit's cache TTL: at most one interval (see `run::audit`).
+const INTERVAL: Duration = Duration::from_millis(200);
+
+fn inventory() -> Arc<ClusterInventory> {
+    let (inventory, mut policies, mut namespaces) = ClusterInventory::new();
+    policies.apply(Event::Init);
+    policies.apply(Event::InitApply(
+        serde_json::from_value(json!({
+            "apiVersion": "ecrguard.io/v1alpha1",
+            "kind": "EcrEncryptionPolicy",
+            "metadata": {"name": "cmk", "uid": "uid-cmk", "generation": 1},
+            "spec": {"rules": {"requireCustomerManagedKey": true}},
+        }))
+        .unwrap(),
+    ));
+    policies.apply(Event::InitDone);
+    namespaces.apply(Event::Init);
+    namespaces.apply(Event::InitDone);
+    inventory
+}
+
+fn pod(image: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "api-1", "namespace": "payments", "uid": "uid-api-1"},
+        "spec": {"containers": [{"name": "api", "image": image}]},
+        "status": {"phase": "Running"},
+    })
+}
+
+fn list(items: Vec<Value>) -> Value {
+    json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "1"}, "items": items})
+}
+
+/// Serves one cycle: the Pod list, the report list (`existing`), then every
+/// apply until the cycle ends. Returns the summary and the applied bodies.
+async fn serve_cycle(
+    auditor: &Arc<Auditor>,
+    api: &mut ApiServer,
+    pods: Vec<Value>,
+    existing: Vec<Value>,
+) -> (CycleSummary, Vec<Value>) {
+    let mut task = tokio::spawn({
+        let auditor = auditor.clone();
+        async move { auditor.cycle().await }
+    });
+    let call = api.next().await;
+    assert!(call.uri.starts_with("/api/v1/pods?"), "{}", call.uri);
+    call.ok(list(pods));
+    let call = api.next().await;
+    assert!(
+        call.uri
+            .starts_with("/apis/wgpolicyk8s.io/v1alpha2/policyreports?"),
+        "{}",
+        call.uri
+    );
+    call.ok(list(existing));
+    let mut applied = Vec::new();
+    loop {
+        tokio::select! {
+            done = &mut task => return (done.unwrap(), applied),
+            call = api.next() => {
+                assert_eq!(call.method, Method::PATCH, "{}", call.uri);
+                applied.push(call.body.clone());
+                let body = call.body.clone();
+                call.ok(body);
+            }
+        }
+    }
+}
+
+/// (policy, result, rule, message) of each result.
+fn findings(report: &Value) -> Vec<(String, String, String, String)> {
+    report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
+            (s("policy"), s("result"), s("rule"), s("message"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_key_disabled_or_scheduled_for_deletion_after_admission_fails_the_next_cycle() {
+    let moto = Moto::start().await;
+    let key = moto.create_key(US).await;
+    moto.enable_key_rotation(&key).await;
+    let repo = moto
+        .create_repository(US, "payments/api", Encryption::Kms(key.arn.clone()))
+        .await;
+    let image = format!(
+        "{}.dkr.ecr.{US}.amazonaws.com/{}:1",
+        repo.account, repo.name
+    );
+    let registry = support::registry(
+        moto.endpoint(),
+        RegistryConfig {
+            cache_ttl: INTERVAL,
+            ..RegistryConfig::default()
+        },
+        RegistryMetrics::default(),
+    );
+    let (client, mut api) = mock();
+    let auditor = Arc::new(Auditor {
+        client,
+        inventory: inventory(),
+        judge: Judge::new(
+            Arc::new(registry),
+            Options::default(),
+            Duration::from_secs(3),
+        ),
+        excluded_namespaces: vec!["kube-system".into()],
+        spread: Duration::ZERO,
+        metrics: AuditMetrics::default(),
+    });
+
+    // Admitted and passing.
+    let (summary, applied) = serve_cycle(&auditor, &mut api, vec![pod(&image)], vec![]).await;
+    assert_eq!(summary.exit_code(), 0, "{summary}");
+    assert_eq!(applied.len(), 1);
+    let report = applied[0].clone();
+    assert_eq!(findings(&report)[0].1, "pass");
+    assert_eq!(report["results"][0]["properties"]["keyState"], "Enabled");
+    assert_eq!(
+        report["results"][0]["properties"]["kmsKey"],
+        key.arn.as_str()
+    );
+
+    // The key is disabled: the next cycle (past the cache TTL) fails it.
+    moto.disable_key(&key).await;
+    tokio::time::sleep(INTERVAL * 2).await;
+    let (summary, applied) = serve_cycle(&auditor, &mut api, vec![pod(&image)], vec![report]).await;
+    assert_eq!(summary.exit_code(), 1, "{summary}");
+    assert_eq!(applied.len(), 1);
+    let report = applied[0].clone();
+    let found = findings(&report);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(
+        (
+            found[0].0.as_str(),
+            found[0].1.as_str(),
+            found[0].2.as_str()
+        ),
+        ("cmk", "fail", "key_unusable")
+    );
+    assert_eq!(
+        (
+            found[1].0.as_str(),
+            found[1].1.as_str(),
+            found[1].2.as_str()
+        ),
+        ("ecr-guard-kms-key-state", "fail", "key_disabled")
+    );
+    assert!(found[1].3.contains("fail to pull now"), "{}", found[1].3);
+    assert_eq!(report["summary"]["fail"], 2);
+
+    // Scheduled for deletion: the warning says how to cancel it.
+    moto.schedule_key_deletion(&key).await;
+    tokio::time::sleep(INTERVAL * 2).await;
+    let (_, applied) = serve_cycle(&auditor, &mut api, vec![pod(&image)], vec![report]).await;
+    let found = findings(&applied[0]);
+    assert_eq!(found[1].2, "key_pending_deletion");
+    assert!(
+        found[1].3.contains("is scheduled for deletion"),
+        "{}",
+        found[1].3
+    );
+    assert!(
+        found[1]
+            .3
+            .contains(&format!("aws kms cancel-key-deletion --key-id {}", key.arn)),
+        "{}",
+        found[1].3
+    );
+
+    // Nothing changed since: no write.
+    let report = applied[0].clone();
+    tokio::time::sleep(INTERVAL * 2).await;
+    let (_, applied) = serve_cycle(&auditor, &mut api, vec![pod(&image)], vec![report]).await;
+    assert!(applied.is_empty());
+}
