@@ -321,6 +321,7 @@ async fn audit_inner(args: AuditArgs) -> anyhow::Result<i32> {
         args.aws.lookup_timeout,
     );
     let auditor = Auditor {
+        events: crate::audit::KeyWarnings::new(client.clone()),
         client,
         inventory: inventory.clone(),
         judge,

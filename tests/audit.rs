@@ -7,7 +7,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ecr_guard::audit::{AuditMetrics, Auditor};
+use ecr_guard::audit::{AuditMetrics, Auditor, KeyWarnings};
 use ecr_guard::inventory::cluster::ClusterInventory;
 use ecr_guard::judging::{FixedFacts, Judge};
 use ecr_guard::policy::Options;
@@ -57,6 +57,7 @@ fn inventory() -> Arc<ClusterInventory> {
 
 fn auditor(client: Client) -> Auditor {
     Auditor {
+        events: KeyWarnings::new(client.clone()),
         client,
         inventory: inventory(),
         judge: Judge::new(

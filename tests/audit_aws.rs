@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::Method;
-use ecr_guard::audit::{AuditMetrics, Auditor, CycleSummary};
+use ecr_guard::audit::{AuditMetrics, Auditor, CycleSummary, KeyWarnings};
 use ecr_guard::inventory::cluster::ClusterInventory;
 use ecr_guard::judging::Judge;
 use ecr_guard::policy::Options;
@@ -56,13 +56,14 @@ fn list(items: Vec<Value>) -> Value {
 }
 
 /// Serves one cycle: the Pod list, the report list (`existing`), then every
-/// apply until the cycle ends. Returns the summary and the applied bodies.
+/// apply and Event until the cycle ends. Returns the summary, the applied
+/// bodies and the created Events.
 async fn serve_cycle(
     auditor: &Arc<Auditor>,
     api: &mut ApiServer,
     pods: Vec<Value>,
     existing: Vec<Value>,
-) -> (CycleSummary, Vec<Value>) {
+) -> (CycleSummary, Vec<Value>, Vec<Value>) {
     let mut task = tokio::spawn({
         let auditor = auditor.clone();
         async move { auditor.cycle().await }
@@ -78,13 +79,18 @@ async fn serve_cycle(
         call.uri
     );
     call.ok(list(existing));
-    let mut applied = Vec::new();
+    let (mut applied, mut events) = (Vec::new(), Vec::new());
     loop {
         tokio::select! {
-            done = &mut task => return (done.unwrap(), applied),
+            done = &mut task => return (done.unwrap(), applied, events),
             call = api.next() => {
-                assert_eq!(call.method, Method::PATCH, "{}", call.uri);
-                applied.push(call.body.clone());
+                if call.method == Method::POST {
+                    assert_eq!(call.uri, "/apis/events.k8s.io/v1/namespaces/payments/events?");
+                    events.push(call.body.clone());
+                } else {
+                    assert_eq!(call.method, Method::PATCH, "{}", call.uri);
+                    applied.push(call.body.clone());
+                }
                 let body = call.body.clone();
                 call.ok(body);
             }
@@ -127,6 +133,7 @@ async fn a_key_disabled_or_scheduled_for_deletion_after_admission_fails_the_next
     );
     let (client, mut api) = mock();
     let auditor = Arc::new(Auditor {
+        events: KeyWarnings::new(client.clone()),
         client,
         inventory: inventory(),
         judge: Judge::new(
@@ -140,7 +147,9 @@ async fn a_key_disabled_or_scheduled_for_deletion_after_admission_fails_the_next
     });
 
     // Admitted and passing.
-    let (summary, applied) = serve_cycle(&auditor, &mut api, vec![pod(&image)], vec![]).await;
+    let (summary, applied, events) =
+        serve_cycle(&auditor, &mut api, vec![pod(&image)], vec![]).await;
+    assert!(events.is_empty());
     assert_eq!(summary.exit_code(), 0, "{summary}");
     assert_eq!(applied.len(), 1);
     let report = applied[0].clone();
@@ -154,7 +163,22 @@ async fn a_key_disabled_or_scheduled_for_deletion_after_admission_fails_the_next
     // The key is disabled: the next cycle (past the cache TTL) fails it.
     moto.disable_key(&key).await;
     tokio::time::sleep(INTERVAL * 2).await;
-    let (summary, applied) = serve_cycle(&auditor, &mut api, vec![pod(&image)], vec![report]).await;
+    let (summary, applied, events) =
+        serve_cycle(&auditor, &mut api, vec![pod(&image)], vec![report]).await;
+    // A Warning Event on the workload (here the Pod itself: it has no owner).
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["type"], "Warning");
+    assert_eq!(events[0]["reason"], "KmsKeyUnusable");
+    assert_eq!(events[0]["action"], "Audit");
+    assert_eq!(events[0]["reportingController"], "ecrguard.io/ecr-guard");
+    assert_eq!(events[0]["regarding"]["kind"], "Pod");
+    assert_eq!(events[0]["regarding"]["name"], "api-1");
+    assert!(
+        events[0]["note"]
+            .as_str()
+            .unwrap()
+            .contains("fail to pull now")
+    );
     assert_eq!(summary.exit_code(), 1, "{summary}");
     assert_eq!(applied.len(), 1);
     let report = applied[0].clone();
@@ -182,7 +206,9 @@ async fn a_key_disabled_or_scheduled_for_deletion_after_admission_fails_the_next
     // Scheduled for deletion: the warning says how to cancel it.
     moto.schedule_key_deletion(&key).await;
     tokio::time::sleep(INTERVAL * 2).await;
-    let (_, applied) = serve_cycle(&auditor, &mut api, vec![pod(&image)], vec![report]).await;
+    let (_, applied, events) =
+        serve_cycle(&auditor, &mut api, vec![pod(&image)], vec![report]).await;
+    assert_eq!(events.len(), 1, "a new state, a new Event");
     let found = findings(&applied[0]);
     assert_eq!(found[1].2, "key_pending_deletion");
     assert!(
@@ -201,6 +227,8 @@ async fn a_key_disabled_or_scheduled_for_deletion_after_admission_fails_the_next
     // Nothing changed since: no write.
     let report = applied[0].clone();
     tokio::time::sleep(INTERVAL * 2).await;
-    let (_, applied) = serve_cycle(&auditor, &mut api, vec![pod(&image)], vec![report]).await;
+    let (_, applied, events) =
+        serve_cycle(&auditor, &mut api, vec![pod(&image)], vec![report]).await;
     assert!(applied.is_empty());
+    assert!(events.is_empty(), "one Event per workload, key and state");
 }

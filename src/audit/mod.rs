@@ -9,6 +9,7 @@
 
 pub mod aggregate;
 pub mod crd;
+pub mod events;
 pub mod key_state;
 pub mod metrics;
 pub mod pods;
@@ -25,6 +26,7 @@ use kube::Client;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+pub use events::KeyWarnings;
 pub use metrics::AuditMetrics;
 
 use self::pods::AuditedPod;
@@ -48,6 +50,8 @@ pub struct Auditor {
     /// The part of a cycle Pods are spread over (zero: judged back to back).
     pub spread: Duration,
     pub metrics: AuditMetrics,
+    /// Warning Events for keys that break pulls.
+    pub events: KeyWarnings,
 }
 
 /// What one cycle found and did.
@@ -133,15 +137,17 @@ impl Auditor {
             (self.spread / u32::try_from(pods.len()).unwrap_or(u32::MAX)).min(MAX_PACE)
         };
         let mut by_namespace: BTreeMap<String, Vec<ReportResult>> = BTreeMap::new();
+        let mut broken = Vec::new();
         for (n, pod) in pods.iter().enumerate() {
             if n > 0 && !pace.is_zero() {
                 tokio::time::sleep(pace).await;
             }
-            let results = self.judge_pod(pod).await;
+            let (results, keys) = self.judge_pod(pod).await;
             by_namespace
                 .entry(pod.namespace.clone())
                 .or_default()
                 .extend(results);
+            broken.extend(keys.into_iter().map(|key| (pod, key)));
         }
         summary.namespaces = by_namespace.len();
         let all: Vec<&ReportResult> = by_namespace.values().flatten().collect();
@@ -172,26 +178,36 @@ impl Auditor {
                 self.metrics.cycle_errors.inc();
             }
         }
+        let mut owners = std::collections::HashMap::new();
+        for (pod, key) in broken {
+            let workload = match &pod.owner {
+                Some(owner) => self.events.workload(owner, &mut owners).await,
+                None => pod.reference(),
+            };
+            self.events.warn(&workload, &key).await;
+        }
         self.metrics
             .cycle_duration
             .observe(started.elapsed().as_secs_f64());
         summary
     }
 
-    async fn judge_pod(&self, pod: &AuditedPod) -> Vec<ReportResult> {
+    /// The Pod's results, and the keys behind its images that break pulls.
+    async fn judge_pod(&self, pod: &AuditedPod) -> (Vec<ReportResult>, Vec<key_state::BrokenKey>) {
         let policies = self.inventory.policies();
         let labels = self.inventory.namespace(&pod.namespace).labels;
         let applicable = policy::applicable(&policies, &labels);
         if applicable.is_empty() {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         }
         let (verdict, facts) = match &pod.image_uses {
             Ok(uses) => self.judge.decide_with_facts(&policies, &labels, uses).await,
             Err(_) => Default::default(),
         };
         let mut results = results::pod_results(pod, &applicable, &verdict, &facts);
-        results.extend(key_state::result(pod, &key_state::broken_keys(pod, &facts)));
-        results
+        let broken = key_state::broken_keys(pod, &facts);
+        results.extend(key_state::result(pod, &broken));
+        (results, broken)
     }
 
     async fn publish(
