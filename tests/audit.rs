@@ -221,3 +221,86 @@ async fn a_cycle_applies_changed_reports_deletes_empty_ones_and_writes_nothing_w
     assert_eq!(summary.published.deleted, 1);
     assert_eq!(summary.exit_code(), 0);
 }
+
+#[tokio::test]
+async fn a_key_that_breaks_pulls_warns_on_the_deployment_behind_the_replica_set() {
+    use ecr_guard::policy::facts::{
+        EncryptionType, KeyFacts, KeyLookup, KeyManager, KeyState, RepositoryFacts,
+        RepositoryLookup, Rotation,
+    };
+    let (client, mut api) = mock();
+    let key = "arn:aws:kms:us-east-1:123456789012:key/k";
+    let facts = FixedFacts::answering(Ok(RepositoryLookup::Found(RepositoryFacts {
+        encryption_type: EncryptionType::Kms,
+        kms_key: Some(KeyLookup::Known(KeyFacts {
+            arn: key.into(),
+            manager: KeyManager::Customer,
+            state: KeyState::PendingDeletion,
+            rotation: Rotation::Enabled,
+        })),
+    })));
+    let mut auditor = auditor(client);
+    auditor.judge = Judge::new(Arc::new(facts), Options::default(), Duration::from_secs(1));
+    let cycle = tokio::spawn(async move { auditor.cycle().await });
+    let image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/payments/api:1";
+
+    let call = api.next().await;
+    call.assert(Method::GET, PODS);
+    call.ok(list("PodList", vec![pod("demo", "web-1", image)]));
+    let call = api.next().await;
+    call.assert(Method::GET, REPORTS);
+    call.ok(list("PolicyReportList", vec![]));
+    let call = api.next().await;
+    assert_eq!(call.method, Method::PATCH);
+    let results = call.body["results"].as_array().unwrap().clone();
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert_eq!(results[0]["policy"], "ecr-guard-kms-key-state");
+    assert_eq!(results[0]["rule"], "key_pending_deletion");
+    assert_eq!(results[0]["severity"], "critical");
+    assert_eq!(results[1]["policy"], "no-hub");
+    // requireUsableKey is on by default: the policy fails it too.
+    assert_eq!(results[1]["result"], "fail");
+    assert_eq!(results[1]["rule"], "key_unusable");
+    assert_eq!(call.body["summary"]["fail"], 2);
+    let body = call.body.clone();
+    call.ok(body);
+
+    // The ReplicaSet's metadata, for its Deployment.
+    let call = api.next().await;
+    call.assert(
+        Method::GET,
+        "/apis/apps/v1/namespaces/demo/replicasets/web-5d8f",
+    );
+    call.ok(json!({
+        "apiVersion": "meta.k8s.io/v1",
+        "kind": "PartialObjectMetadata",
+        "metadata": {
+            "name": "web-5d8f",
+            "namespace": "demo",
+            "ownerReferences": [{
+                "apiVersion": "apps/v1", "kind": "Deployment", "name": "web",
+                "uid": "uid-deploy", "controller": true,
+            }],
+        },
+    }));
+    let call = api.next().await;
+    call.assert(
+        Method::POST,
+        "/apis/events.k8s.io/v1/namespaces/demo/events?",
+    );
+    assert_eq!(
+        call.body["regarding"],
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "namespace": "demo", "uid": "uid-deploy"})
+    );
+    assert_eq!(call.body["type"], "Warning");
+    assert_eq!(call.body["reason"], "KmsKeyUnusable");
+    let note = call.body["note"].as_str().unwrap().to_string();
+    assert!(
+        note.contains(&format!("KMS key {key} is scheduled for deletion")),
+        "{note}"
+    );
+    let body = call.body.clone();
+    call.ok(body);
+    let summary = cycle.await.unwrap();
+    assert_eq!(summary.exit_code(), 1);
+}
