@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use axum::http::Method;
 use ecr_guard::audit::{AuditMetrics, Auditor, CycleSummary, KeyWarnings};
-use ecr_guard::inventory::cluster::ClusterInventory;
+use ecr_guard::inventory::cluster::{ClusterInventory, PolicyFeed};
 use ecr_guard::judging::Judge;
 use ecr_guard::policy::Options;
 use ecr_guard::registry::{RegistryConfig, RegistryMetrics};
+use kube::api::DynamicObject;
 use kube::runtime::watcher::Event;
 use serde_json::{Value, json};
 
@@ -23,22 +24,62 @@ const US: &str = "us-east-1";
 /// The audit's cache TTL: at most one interval (see `run::audit`).
 const INTERVAL: Duration = Duration::from_millis(200);
 
-fn inventory() -> Arc<ClusterInventory> {
-    let (inventory, mut policies, mut namespaces) = ClusterInventory::new();
-    policies.apply(Event::Init);
-    policies.apply(Event::InitApply(
-        serde_json::from_value(json!({
-            "apiVersion": "ecrguard.io/v1alpha1",
-            "kind": "EcrEncryptionPolicy",
-            "metadata": {"name": "cmk", "uid": "uid-cmk", "generation": 1},
-            "spec": {"rules": {"requireCustomerManagedKey": true}},
-        }))
-        .unwrap(),
-    ));
-    policies.apply(Event::InitDone);
+fn policy(name: &str, spec: Value) -> DynamicObject {
+    serde_json::from_value(json!({
+        "apiVersion": "ecrguard.io/v1alpha1",
+        "kind": "EcrEncryptionPolicy",
+        "metadata": {"name": name, "uid": format!("uid-{name}"), "generation": 1},
+        "spec": spec,
+    }))
+    .unwrap()
+}
+
+/// An inventory of these policies, and its policy feed (to add more later).
+fn inventory_of(policies: Vec<DynamicObject>) -> (Arc<ClusterInventory>, PolicyFeed) {
+    let (inventory, mut feed, mut namespaces) = ClusterInventory::new();
+    feed.apply(Event::Init);
+    for policy in policies {
+        feed.apply(Event::InitApply(policy));
+    }
+    feed.apply(Event::InitDone);
     namespaces.apply(Event::Init);
     namespaces.apply(Event::InitDone);
-    inventory
+    (inventory, feed)
+}
+
+fn inventory() -> Arc<ClusterInventory> {
+    inventory_of(vec![policy(
+        "cmk",
+        json!({"rules": {"requireCustomerManagedKey": true}}),
+    )])
+    .0
+}
+
+/// An auditor of `inventory` with facts from moto, cached for [`INTERVAL`].
+fn auditor(moto: &Moto, inventory: Arc<ClusterInventory>) -> (Arc<Auditor>, ApiServer) {
+    let registry = support::registry(
+        moto.endpoint(),
+        RegistryConfig {
+            cache_ttl: INTERVAL,
+            ..RegistryConfig::default()
+        },
+        RegistryMetrics::default(),
+    );
+    let (client, api) = mock();
+    let auditor = Arc::new(Auditor {
+        events: KeyWarnings::new(client.clone()),
+        client,
+        inventory,
+        judge: Judge::new(
+            Arc::new(registry),
+            Options::default(),
+            Duration::from_secs(3),
+        ),
+        excluded_namespaces: vec!["kube-system".into()],
+        spread: Duration::ZERO,
+        metrics: AuditMetrics::default(),
+    });
+    (auditor, api)
 }
 
 fn pod(image: &str) -> Value {
@@ -123,28 +164,7 @@ async fn a_key_disabled_or_scheduled_for_deletion_after_admission_fails_the_next
         "{}.dkr.ecr.{US}.amazonaws.com/{}:1",
         repo.account, repo.name
     );
-    let registry = support::registry(
-        moto.endpoint(),
-        RegistryConfig {
-            cache_ttl: INTERVAL,
-            ..RegistryConfig::default()
-        },
-        RegistryMetrics::default(),
-    );
-    let (client, mut api) = mock();
-    let auditor = Arc::new(Auditor {
-        events: KeyWarnings::new(client.clone()),
-        client,
-        inventory: inventory(),
-        judge: Judge::new(
-            Arc::new(registry),
-            Options::default(),
-            Duration::from_secs(3),
-        ),
-        excluded_namespaces: vec!["kube-system".into()],
-        spread: Duration::ZERO,
-        metrics: AuditMetrics::default(),
-    });
+    let (auditor, mut api) = auditor(&moto, inventory());
 
     // Admitted and passing.
     let (summary, applied, events) =
@@ -231,4 +251,72 @@ async fn a_key_disabled_or_scheduled_for_deletion_after_admission_fails_the_next
         serve_cycle(&auditor, &mut api, vec![pod(&image)], vec![report]).await;
     assert!(applied.is_empty());
     assert!(events.is_empty(), "one Event per workload, key and state");
+}
+
+#[tokio::test]
+async fn rotation_turned_off_fails_enforce_warns_warn_and_a_new_policy_adds_results() {
+    let moto = Moto::start().await;
+    let key = moto.create_key(US).await;
+    moto.enable_key_rotation(&key).await;
+    let repo = moto
+        .create_repository(US, "payments/api", Encryption::Kms(key.arn.clone()))
+        .await;
+    let image = format!(
+        "{}.dkr.ecr.{US}.amazonaws.com/{}:1",
+        repo.account, repo.name
+    );
+    let rotation = json!({"rules": {"requireKeyRotation": true}});
+    let mut warned = rotation.clone();
+    warned["mode"] = json!("Warn");
+    let (inventory, mut feed) = inventory_of(vec![
+        policy("rotate-enforced", rotation),
+        policy("rotate-warned", warned),
+    ]);
+    let (auditor, mut api) = auditor(&moto, inventory);
+
+    let (summary, applied, _) = serve_cycle(&auditor, &mut api, vec![pod(&image)], vec![]).await;
+    assert_eq!(summary.results.pass, 2, "{summary}");
+    let report = applied[0].clone();
+
+    moto.kms(US)
+        .disable_key_rotation()
+        .key_id(&key.id)
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(INTERVAL * 2).await;
+    let (summary, applied, events) =
+        serve_cycle(&auditor, &mut api, vec![pod(&image)], vec![report]).await;
+    assert!(events.is_empty(), "rotation off does not break pulls");
+    assert_eq!(summary.exit_code(), 1, "{summary}");
+    let found = findings(&applied[0]);
+    assert_eq!(
+        found
+            .iter()
+            .map(|f| (f.0.as_str(), f.1.as_str(), f.2.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            ("rotate-enforced", "fail", "rotation_disabled"),
+            ("rotate-warned", "warn", "rotation_disabled"),
+        ]
+    );
+    assert_eq!(applied[0]["results"][1]["severity"], "medium");
+    let report = applied[0].clone();
+
+    // A new policy: its result appears in the next cycle.
+    feed.apply(Event::Apply(policy(
+        "aes-only",
+        json!({"rules": {"allowedEncryptionTypes": ["AES256"]}}),
+    )));
+    let (_, applied, _) = serve_cycle(&auditor, &mut api, vec![pod(&image)], vec![report]).await;
+    let found = findings(&applied[0]);
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert_eq!(
+        (
+            found[0].0.as_str(),
+            found[0].1.as_str(),
+            found[0].2.as_str()
+        ),
+        ("aes-only", "fail", "encryption_type")
+    );
 }
