@@ -103,3 +103,68 @@ pub async fn list(client: Client, excluded: &[String]) -> Result<Vec<AuditedPod>
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Slot;
+
+    #[test]
+    fn every_image_slot_and_the_controller_owner_are_read() {
+        let object: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "web-1",
+                "namespace": "shop",
+                "uid": "u1",
+                "ownerReferences": [
+                    {"apiVersion": "v1", "kind": "Node", "name": "n", "uid": "n1"},
+                    {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d", "uid": "rs1", "controller": true},
+                ],
+            },
+            "spec": {
+                "initContainers": [{"name": "init", "image": "busybox"}],
+                "containers": [{"name": "web", "image": "nginx"}],
+                "ephemeralContainers": [{"name": "debug", "image": "alpine"}],
+                "volumes": [{"name": "data", "image": {"reference": "quay.io/x/data:1"}}],
+            },
+        }))
+        .unwrap();
+        let pod = AuditedPod::from_object(&object).unwrap();
+        let slots: Vec<(Slot, &str)> = pod
+            .image_uses
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|u| (u.slot, u.reference.as_str()))
+            .collect();
+        assert_eq!(
+            slots,
+            [
+                (Slot::InitContainer, "busybox"),
+                (Slot::Container, "nginx"),
+                (Slot::EphemeralContainer, "alpine"),
+                (Slot::ImageVolume, "quay.io/x/data:1"),
+            ]
+        );
+        let owner = pod.owner.unwrap();
+        assert_eq!(
+            (
+                owner.kind.as_deref(),
+                owner.name.as_deref(),
+                owner.namespace.as_deref()
+            ),
+            (Some("ReplicaSet"), Some("web-5d"), Some("shop"))
+        );
+    }
+
+    #[test]
+    fn the_field_selector_leaves_out_finished_pods_and_excluded_namespaces() {
+        assert_eq!(
+            field_selector(&["ecr-guard".into(), "kube-system".into()]),
+            "status.phase!=Succeeded,status.phase!=Failed,\
+             metadata.namespace!=ecr-guard,metadata.namespace!=kube-system"
+        );
+    }
+}
