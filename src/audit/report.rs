@@ -95,9 +95,27 @@ impl ReportResult {
     /// Equal but for the timestamp: a result whose outcome did not change keeps
     /// its first timestamp, so an unchanged report is not rewritten.
     pub fn same_finding(&self, other: &Self) -> bool {
-        let mut other = other.clone();
-        other.timestamp = self.timestamp;
-        *self == other
+        let Self {
+            source,
+            policy,
+            rule,
+            result,
+            severity,
+            category,
+            message,
+            resources,
+            properties,
+            timestamp: _,
+        } = self;
+        *source == other.source
+            && *policy == other.policy
+            && *rule == other.rule
+            && *result == other.result
+            && *severity == other.severity
+            && *category == other.category
+            && *message == other.message
+            && *resources == other.resources
+            && *properties == other.properties
     }
 
     /// What identifies a result across cycles: policy and resources.
@@ -165,12 +183,14 @@ impl ReportBody {
         now: Timestamp,
     ) -> Self {
         results.sort_by_key(ReportResult::identity);
+        // By identity: a report of 1,000 results is matched in one pass, not 1,000².
+        let old: std::collections::HashMap<Identity, &ReportResult> = previous
+            .map(|p| p.results.iter().map(|r| (r.identity(), r)).collect())
+            .unwrap_or_default();
         for result in &mut results {
-            let kept = previous.and_then(|p| {
-                p.results
-                    .iter()
-                    .find(|old| old.identity() == result.identity() && old.same_finding(result))
-            });
+            let kept = old
+                .get(&result.identity())
+                .filter(|old| old.same_finding(result));
             result.timestamp = kept.map_or(now, |old| old.timestamp);
         }
         Self {
