@@ -320,3 +320,69 @@ async fn rotation_turned_off_fails_enforce_warns_warn_and_a_new_policy_adds_resu
         ("aes-only", "fail", "encryption_type")
     );
 }
+
+/// The note's number: AWS calls of one cycle for 1,000 Pods over 50 repositories
+/// (each with its own customer-managed key), counted by a proxy before moto.
+/// Facts are cached, so each repository and key is asked about once per cycle:
+/// 50 × (DescribeRepositories + DescribeKey + GetKeyRotationStatus) = 150.
+#[tokio::test]
+async fn a_cycle_of_1000_pods_over_50_repositories_asks_aws_about_each_once() {
+    let moto = Moto::start().await;
+    let proxy = support::proxy::Proxy::start(moto.endpoint()).await;
+    let mut images = Vec::new();
+    for n in 0..50 {
+        let key = moto.create_key(US).await;
+        moto.enable_key_rotation(&key).await;
+        let repo = moto
+            .create_repository(
+                US,
+                &format!("team/app-{n}"),
+                Encryption::Kms(key.arn.clone()),
+            )
+            .await;
+        images.push(format!(
+            "{}.dkr.ecr.{US}.amazonaws.com/{}:1",
+            repo.account, repo.name
+        ));
+    }
+    let registry = support::registry(
+        proxy.endpoint(),
+        RegistryConfig::default(),
+        RegistryMetrics::default(),
+    );
+    let (client, mut api) = mock();
+    let auditor = Arc::new(Auditor {
+        events: KeyWarnings::new(client.clone()),
+        client,
+        inventory: inventory(),
+        judge: Judge::new(
+            Arc::new(registry),
+            Options::default(),
+            Duration::from_secs(10),
+        ),
+        excluded_namespaces: vec!["kube-system".into()],
+        spread: Duration::ZERO,
+        metrics: AuditMetrics::default(),
+    });
+    let pods: Vec<Value> = (0..1000)
+        .map(|n| {
+            let mut pod = pod(&images[n % 50]);
+            pod["metadata"]["name"] = json!(format!("api-{n}"));
+            pod["metadata"]["uid"] = json!(format!("uid-{n}"));
+            pod
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let (summary, applied, _) = serve_cycle(&auditor, &mut api, pods, vec![]).await;
+    let took = started.elapsed();
+    assert_eq!(summary.pods, 1000);
+    assert_eq!(summary.results.pass, 1000, "{summary}");
+    assert_eq!(applied[0]["results"].as_array().unwrap().len(), 1000);
+    let calls = [
+        proxy.count(support::proxy::DESCRIBE_REPOSITORIES),
+        proxy.count(support::proxy::DESCRIBE_KEY),
+        proxy.count(support::proxy::GET_KEY_ROTATION_STATUS),
+    ];
+    println!("1,000 Pods, 50 repositories: AWS calls {calls:?} in {took:?}");
+    assert_eq!(calls, [50, 50, 50]);
+}
