@@ -2,6 +2,7 @@
 # Regenerates the files derived from the code and from the chart:
 #   charts/ecr-guard/crds/ecrencryptionpolicies.yaml  output of `ecr-guard crd`
 #   manifests/crd.yaml                                the same
+#   charts/ecr-guard/files/policyreport-crds.yaml     output of `ecr-guard crd --policy-reports`
 #   manifests/install.yaml                            `helm template` of the chart
 # tests/chart.rs fails when any of them is stale.
 #
@@ -40,6 +41,13 @@ render_crd() {
   cp "$tmp" "$CHART_CRD"
   cp "$tmp" manifests/crd.yaml
   echo "wrote $CHART_CRD and manifests/crd.yaml"
+  if [ -n "${ECR_GUARD_BIN:-}" ]; then
+    "$ECR_GUARD_BIN" crd --policy-reports
+  else
+    cargo run -q --bin ecr-guard -- crd --policy-reports
+  fi >"$tmp"
+  cp "$tmp" "$CHART/files/policyreport-crds.yaml"
+  echo "wrote $CHART/files/policyreport-crds.yaml"
 }
 
 print_install() {

@@ -27,7 +27,47 @@ pub enum Command {
     /// Judge images or manifests from a terminal or CI pipeline.
     Check(Box<CheckArgs>),
     /// Print the EcrEncryptionPolicy CustomResourceDefinition as YAML.
-    Crd,
+    Crd(CrdArgs),
+    /// Re-judge the running Pods on an interval and publish PolicyReports.
+    Audit(Box<AuditArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct CrdArgs {
+    /// Print the PolicyReport and ClusterPolicyReport CRDs (wgpolicyk8s.io/v1alpha2)
+    /// instead, for clusters where Kyverno or Policy Reporter did not install them.
+    #[arg(long)]
+    pub policy_reports: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Time from the start of one cycle to the start of the next.
+    #[arg(long, env = "ECR_GUARD_AUDIT_INTERVAL", value_parser = duration, default_value = "1h")]
+    pub interval: Duration,
+    /// Run one cycle, print a summary and exit: 0 when no enforced policy is
+    /// violated, 1 when one is, 2 when the cycle or a lookup failed.
+    #[arg(long)]
+    pub once: bool,
+    /// Namespaces whose Pods are never judged (the webhook's exclusions: its own
+    /// namespace and kube-system); repeatable.
+    #[arg(
+        long = "exclude-namespace",
+        env = "ECR_GUARD_EXCLUDE_NAMESPACES",
+        value_delimiter = ',',
+        default_value = "kube-system"
+    )]
+    pub excluded_namespaces: Vec<String>,
+    /// Plain-HTTP address for /metrics, /healthz and /readyz (not with --once).
+    #[arg(long, env = "ECR_GUARD_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    pub metrics_listen: SocketAddr,
+    /// Judge every Enforce policy as DryRun, as `serve --dry-run` does.
+    #[arg(long, env = "ECR_GUARD_DRY_RUN")]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub policies: PolicySourceArgs,
+    #[command(flatten)]
+    pub aws: AwsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -292,6 +332,33 @@ mod tests {
             panic!("serve")
         };
         assert_eq!(args.shutdown_delay, Duration::ZERO);
+    }
+
+    #[test]
+    fn audit_defaults_to_hourly_cycles_outside_kube_system() {
+        let cli = Cli::try_parse_from(["ecr-guard", "audit"]).unwrap();
+        let Command::Audit(args) = cli.command else {
+            panic!("audit")
+        };
+        assert_eq!(args.interval, Duration::from_secs(3600));
+        assert!(!args.once);
+        assert_eq!(args.excluded_namespaces, ["kube-system"]);
+        let cli = Cli::try_parse_from([
+            "ecr-guard",
+            "audit",
+            "--once",
+            "--interval",
+            "5m",
+            "--exclude-namespace",
+            "ecr-guard,kube-system",
+        ])
+        .unwrap();
+        let Command::Audit(args) = cli.command else {
+            panic!("audit")
+        };
+        assert!(args.once);
+        assert_eq!(args.interval, Duration::from_secs(300));
+        assert_eq!(args.excluded_namespaces, ["ecr-guard", "kube-system"]);
     }
 
     #[test]

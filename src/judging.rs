@@ -168,9 +168,22 @@ impl Judge {
         namespace_labels: &BTreeMap<String, String>,
         image_uses: &[ImageUse],
     ) -> Verdict {
+        self.decide_with_facts(policies, namespace_labels, image_uses)
+            .await
+            .0
+    }
+
+    /// [`Judge::decide`], also returning the facts it was given (one entry per
+    /// repository some applicable policy needed): the audit reports them.
+    pub async fn decide_with_facts(
+        &self,
+        policies: &[Policy],
+        namespace_labels: &BTreeMap<String, String>,
+        image_uses: &[ImageUse],
+    ) -> (Verdict, HashMap<EcrRepository, Lookup>) {
         let applicable = policy::applicable(policies, namespace_labels);
         if applicable.is_empty() || image_uses.is_empty() {
-            return Verdict::default();
+            return (Verdict::default(), HashMap::new());
         }
         let repositories = policy::repositories_to_look_up(&applicable, image_uses);
         let facts = if repositories.is_empty() {
@@ -182,7 +195,8 @@ impl Judge {
                 .unwrap_or(own);
             self.facts.lookup_all(repositories, deadline).await
         };
-        policy::evaluate(&applicable, image_uses, &facts, self.options)
+        let verdict = policy::evaluate(&applicable, image_uses, &facts, self.options);
+        (verdict, facts)
     }
 }
 

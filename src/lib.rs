@@ -9,6 +9,7 @@
 )]
 
 pub mod admission;
+pub mod audit;
 pub mod check;
 pub mod cli;
 pub mod cluster;

@@ -35,7 +35,8 @@ fn main() -> std::process::ExitCode {
                 }
             },
             Command::Check(args) => run::check(*args).await,
-            Command::Crd => match run::crd() {
+            Command::Audit(args) => run::audit(*args).await,
+            Command::Crd(args) => match run::crd(&args) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("ecr-guard: {e:#}");

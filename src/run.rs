@@ -9,8 +9,11 @@ use tokio::sync::OnceCell;
 use tracing::{error, info};
 
 use crate::admission::{Admission, ViolationSink};
+use crate::audit::{AuditMetrics, Auditor};
 use crate::check;
-use crate::cli::{AwsArgs, CheckArgs, LogArgs, LogFormat, PolicySourceArgs, ServeArgs};
+use crate::cli::{
+    AuditArgs, AwsArgs, CheckArgs, CrdArgs, LogArgs, LogFormat, PolicySourceArgs, ServeArgs,
+};
 use crate::cluster;
 use crate::inventory::Inventory;
 use crate::judging::{FactSource, Judge};
@@ -254,10 +257,101 @@ async fn check_inner(args: CheckArgs) -> anyhow::Result<i32> {
 }
 
 /// `ecr-guard crd`.
-pub fn crd() -> anyhow::Result<()> {
-    let yaml = crate::policy::crd_yaml().context("failed to render the CRD")?;
+pub fn crd(args: &CrdArgs) -> anyhow::Result<()> {
+    let yaml = if args.policy_reports {
+        crate::audit::crd::yaml()
+    } else {
+        crate::policy::crd_yaml().context("failed to render the CRD")?
+    };
     print!("{yaml}");
     Ok(())
+}
+
+/// How often `audit` checks whether the cluster inventory has synced.
+const SYNC_POLL: Duration = Duration::from_millis(200);
+
+/// `ecr-guard audit`; returns the exit code (only `--once` returns).
+pub async fn audit(args: AuditArgs) -> i32 {
+    match audit_inner(args).await {
+        Ok(code) => code,
+        Err(e) => {
+            report_fatal(&e);
+            2
+        }
+    }
+}
+
+async fn audit_inner(args: AuditArgs) -> anyhow::Result<i32> {
+    // Pods always come from the cluster; policies from files or the cluster.
+    let (client, inventory): (kube::Client, Arc<dyn Inventory>) = if args.policies.is_local() {
+        let client = cluster::client(
+            args.policies.kubeconfig.as_deref(),
+            args.policies.context.as_deref(),
+        )
+        .await?;
+        (client, local_inventory(&args.policies)?)
+    } else {
+        let client = cluster_client(&args.policies).await?;
+        let inventory: Arc<dyn Inventory> = if args.once {
+            cluster::snapshot(client.clone()).await?
+        } else {
+            let inventory = cluster::watch(client.clone());
+            while !inventory.is_ready() {
+                tokio::time::sleep(SYNC_POLL).await;
+            }
+            inventory
+        };
+        (client, inventory)
+    };
+    let mut config = registry_config(&args.aws);
+    // Key facts (state, rotation) must be at most one cycle old: a key disabled
+    // since the last cycle shows in the next.
+    config.cache_ttl = config.cache_ttl.min(args.interval);
+    let mut metrics_registry = prometheus_client::registry::Registry::default();
+    let registry_metrics = RegistryMetrics::default();
+    registry_metrics.register(&mut metrics_registry);
+    let audit_metrics = AuditMetrics::default();
+    audit_metrics.register(&mut metrics_registry);
+    let facts = Arc::new(LazyRegistry::new(config, registry_metrics));
+    let judge = Judge::new(
+        facts,
+        Options {
+            dry_run: args.dry_run,
+        },
+        args.aws.lookup_timeout,
+    );
+    let auditor = Auditor {
+        events: crate::audit::KeyWarnings::new(client.clone()),
+        client,
+        inventory: inventory.clone(),
+        judge,
+        excluded_namespaces: args.excluded_namespaces.clone(),
+        // Half the interval: lookups spread out, with time left before the next cycle.
+        spread: if args.once {
+            Duration::ZERO
+        } else {
+            args.interval / 2
+        },
+        metrics: audit_metrics,
+    };
+    if args.once {
+        let summary = auditor.cycle().await;
+        print!("{summary}");
+        return Ok(summary.exit_code());
+    }
+    let listener = tokio::net::TcpListener::bind(args.metrics_listen)
+        .await
+        .with_context(|| format!("failed to listen on {}", args.metrics_listen))?;
+    let readiness = Readiness::new(inventory);
+    // The audit answers no review: AWS readiness would gate nothing.
+    readiness.set_aws_ready();
+    let admin = server::admin_router(readiness, Arc::new(metrics_registry));
+    info!(admin = %args.metrics_listen, interval = ?args.interval, "ecr-guard audit running");
+    tokio::select! {
+        () = auditor.run(args.interval) => {}
+        served = axum::serve(listener, admin) => served.context("admin endpoint failed")?,
+    }
+    Ok(0)
 }
 
 /// The AWS registry, built on first use: `check` runs that need no lookup need no

@@ -326,3 +326,54 @@ fn crd_descriptions_are_user_documentation() {
         .collect();
     assert!(undocumented.is_empty(), "{undocumented:?}");
 }
+
+/// `ecr-guard crd --policy-reports`: the PolicyReport and ClusterPolicyReport
+/// CRDs the audit writes to, for clusters without Kyverno or Policy Reporter.
+#[test]
+fn policy_report_crds_pass_kubernetes_validate_strict_and_name_the_wg_resources() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ecr-guard"))
+        .args(["crd", "--policy-reports"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    let names: Vec<String> = yaml
+        .split("---\n")
+        .map(|doc| {
+            let crd: Value = serde_saphyr::from_str(doc).unwrap();
+            crd["metadata"]["name"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "policyreports.wgpolicyk8s.io",
+            "clusterpolicyreports.wgpolicyk8s.io"
+        ]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policy-reports.yaml");
+    std::fs::write(&file, &yaml).unwrap();
+    for version in ["1.30.0", "1.35.0"] {
+        let out = Command::new(tool(".venv/bin/kubernetes-validate"))
+            .args(["--strict", "-k", version])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "Kubernetes {version}: {text}");
+        assert_eq!(
+            text.matches("passed").count(),
+            2,
+            "Kubernetes {version}: {text}"
+        );
+    }
+}

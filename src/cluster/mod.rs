@@ -116,6 +116,15 @@ pub fn start(client: Client) -> Cluster {
     }
 }
 
+/// Only the two reflectors (policies, namespaces), for `audit`: it reads what
+/// admission reads and writes neither policy status nor admission Events.
+pub fn watch(client: Client) -> Arc<ClusterInventory> {
+    let (inventory, policies, namespaces) = ClusterInventory::new();
+    tokio::spawn(watch_policies(client.clone(), policies));
+    tokio::spawn(watch_namespaces(client, namespaces));
+    inventory
+}
+
 /// One read of the cluster's policies and namespace labels, for `check`: the same
 /// paginated lists the reflectors start with, no watch, no retry.
 pub async fn snapshot(client: Client) -> Result<Arc<ClusterInventory>, ClusterError> {

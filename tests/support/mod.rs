@@ -3,6 +3,7 @@
 //! them. Each test binary uses a subset, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod api_server;
 pub mod https;
 pub mod moto;
 pub mod ports;

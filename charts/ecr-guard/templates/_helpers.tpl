@@ -114,3 +114,33 @@ so a failing check stops rendering of the whole release.
 {{- fail "containerPorts.https and containerPorts.metrics must differ" }}
 {{- end }}
 {{- end }}
+
+{{/* The audit's objects: its own name label, so that no webhook Service,
+PodDisruptionBudget or NetworkPolicy selects its pod. */}}
+{{- define "ecr-guard.audit.fullname" -}}
+{{- printf "%s-audit" (include "ecr-guard.fullname" .) }}
+{{- end }}
+
+{{- define "ecr-guard.audit.selectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-audit" (include "ecr-guard.name" .) | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "ecr-guard.audit.labels" -}}
+helm.sh/chart: {{ include "ecr-guard.chart" . }}
+{{ include "ecr-guard.audit.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: ecr-guard
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: audit
+{{- end }}
+
+{{/* The audit's ServiceAccount: its own when the chart creates them (its RBAC is
+not the webhook's), else the one given. */}}
+{{- define "ecr-guard.audit.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- include "ecr-guard.audit.fullname" . }}
+{{- else }}
+{{- include "ecr-guard.serviceAccountName" . }}
+{{- end }}
+{{- end }}

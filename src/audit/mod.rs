@@ -1,0 +1,312 @@
+//! `ecr-guard audit`: re-judges the running Pods with the same policies,
+//! namespace labels and evaluation as admission, and publishes the results as
+//! PolicyReports (one per namespace).
+//!
+//! A cycle: one paginated list of running Pods ([`pods`]), each Pod judged
+//! ([`crate::judging::Judge::decide_with_facts`]) into results ([`results`]),
+//! the results kept under the size limit per namespace ([`aggregate`]), then
+//! one list of our reports and a write of each changed one ([`writer`]).
+
+pub mod aggregate;
+pub mod crd;
+pub mod events;
+pub mod key_state;
+pub mod metrics;
+pub mod pods;
+pub mod report;
+pub mod results;
+pub mod writer;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use kube::Client;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+pub use events::KeyWarnings;
+pub use metrics::AuditMetrics;
+
+use self::pods::AuditedPod;
+use self::report::{Outcome, ReportResult, Summary, Timestamp};
+use self::writer::Published;
+use crate::inventory::Inventory;
+use crate::judging::Judge;
+use crate::policy;
+
+/// Longest pause between two Pods: pacing spreads lookups, it must not make a
+/// cycle of a few Pods last long.
+const MAX_PACE: Duration = Duration::from_secs(1);
+
+/// What a cycle needs besides the cluster.
+pub struct Auditor {
+    pub client: Client,
+    pub inventory: Arc<dyn Inventory>,
+    pub judge: Judge,
+    /// Namespaces never judged (the webhook's own and kube-system, as the chart excludes them).
+    pub excluded_namespaces: Vec<String>,
+    /// The part of a cycle Pods are spread over (zero: judged back to back).
+    pub spread: Duration,
+    pub metrics: AuditMetrics,
+    /// Warning Events for keys that break pulls.
+    pub events: KeyWarnings,
+}
+
+/// What one cycle found and did.
+#[derive(Clone, Debug, Default)]
+pub struct CycleSummary {
+    pub pods: usize,
+    pub namespaces: usize,
+    pub results: Summary,
+    /// Failing results, one line each: `namespace/pod policy: message`.
+    pub failures: Vec<String>,
+    /// What went wrong with the cycle itself (listing, publishing).
+    pub errors: Vec<String>,
+    pub published: Published,
+    /// Results left out of reports over the size limit.
+    pub dropped: usize,
+}
+
+impl CycleSummary {
+    /// `--once`'s exit code: 2 when the cycle or a lookup failed, 1 when an
+    /// enforced policy is violated, else 0.
+    pub fn exit_code(&self) -> i32 {
+        if !self.errors.is_empty() || self.results.error > 0 {
+            2
+        } else if self.results.fail > 0 {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+impl fmt::Display for CycleSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = &self.results;
+        writeln!(
+            f,
+            "audited {} Pods in {} namespaces: {} pass, {} fail, {} warn, {} error, {} skip",
+            self.pods, self.namespaces, r.pass, r.fail, r.warn, r.error, r.skip
+        )?;
+        for failure in &self.failures {
+            writeln!(f, "  {failure}")?;
+        }
+        let p = &self.published;
+        writeln!(
+            f,
+            "reports: {} written, {} unchanged, {} deleted",
+            p.applied, p.unchanged, p.deleted
+        )?;
+        if self.dropped > 0 {
+            writeln!(
+                f,
+                "{} results left out of reports over the size limit",
+                self.dropped
+            )?;
+        }
+        for error in &self.errors {
+            writeln!(f, "error: {error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Auditor {
+    /// One cycle: list, judge, publish. Never fails: what went wrong is in the summary.
+    pub async fn cycle(&self) -> CycleSummary {
+        let started = Instant::now();
+        let mut summary = CycleSummary::default();
+        let pods = match pods::list(self.client.clone(), &self.excluded_namespaces).await {
+            Ok(pods) => pods,
+            Err(e) => {
+                summary.errors.push(format!("failed to list Pods: {e}"));
+                self.metrics.cycle_errors.inc();
+                return summary;
+            }
+        };
+        summary.pods = pods.len();
+        self.metrics
+            .pods
+            .set(i64::try_from(pods.len()).unwrap_or(i64::MAX));
+        let pace = if pods.is_empty() {
+            Duration::ZERO
+        } else {
+            (self.spread / u32::try_from(pods.len()).unwrap_or(u32::MAX)).min(MAX_PACE)
+        };
+        let mut by_namespace: BTreeMap<String, Vec<ReportResult>> = BTreeMap::new();
+        let mut broken = Vec::new();
+        for (n, pod) in pods.iter().enumerate() {
+            if n > 0 && !pace.is_zero() {
+                tokio::time::sleep(pace).await;
+            }
+            let (results, keys) = self.judge_pod(pod).await;
+            by_namespace
+                .entry(pod.namespace.clone())
+                .or_default()
+                .extend(results);
+            broken.extend(keys.into_iter().map(|key| (pod, key)));
+        }
+        summary.namespaces = by_namespace.len();
+        let all: Vec<&ReportResult> = by_namespace.values().flatten().collect();
+        summary.results = Summary::of(all.iter().copied());
+        self.record(&all);
+        summary.failures = all
+            .iter()
+            .filter(|r| matches!(r.result, Outcome::Fail | Outcome::Error))
+            .map(|r| describe(r))
+            .collect();
+        let desired: BTreeMap<String, Vec<ReportResult>> = by_namespace
+            .into_iter()
+            .map(|(ns, results)| {
+                let (kept, dropped) = aggregate::within_limit(results);
+                if dropped > 0 {
+                    warn!(namespace = %ns, dropped, "PolicyReport over its size limit; results left out");
+                }
+                summary.dropped += dropped;
+                (ns, kept)
+            })
+            .collect();
+        match self.publish(desired).await {
+            Ok(published) => summary.published = published,
+            Err(e) => {
+                summary
+                    .errors
+                    .push(format!("failed to publish PolicyReports: {e}"));
+                self.metrics.cycle_errors.inc();
+            }
+        }
+        let mut owners = std::collections::HashMap::new();
+        for (pod, key) in broken {
+            let workload = match &pod.owner {
+                Some(owner) => self.events.workload(owner, &mut owners).await,
+                None => pod.reference(),
+            };
+            self.events.warn(&workload, &key).await;
+        }
+        self.metrics
+            .cycle_duration
+            .observe(started.elapsed().as_secs_f64());
+        summary
+    }
+
+    /// The Pod's results, and the keys behind its images that break pulls.
+    async fn judge_pod(&self, pod: &AuditedPod) -> (Vec<ReportResult>, Vec<key_state::BrokenKey>) {
+        let policies = self.inventory.policies();
+        let labels = self.inventory.namespace(&pod.namespace).labels;
+        let applicable = policy::applicable(&policies, &labels);
+        if applicable.is_empty() {
+            return (Vec::new(), Vec::new());
+        }
+        let (verdict, facts) = match &pod.image_uses {
+            Ok(uses) => self.judge.decide_with_facts(&policies, &labels, uses).await,
+            Err(_) => Default::default(),
+        };
+        let mut results = results::pod_results(pod, &applicable, &verdict, &facts);
+        let broken = key_state::broken_keys(pod, &facts);
+        results.extend(key_state::result(pod, &broken));
+        (results, broken)
+    }
+
+    async fn publish(
+        &self,
+        desired: BTreeMap<String, Vec<ReportResult>>,
+    ) -> Result<Published, kube::Error> {
+        let previous = writer::existing(self.client.clone()).await?;
+        writer::publish(self.client.clone(), &previous, desired, now()).await
+    }
+
+    fn record(&self, results: &[&ReportResult]) {
+        let keys: std::collections::BTreeSet<(&str, &str)> = results
+            .iter()
+            .filter(|r| r.policy == key_state::KEY_STATE_POLICY)
+            .filter_map(|r| {
+                Some((
+                    r.properties.get("kmsKey")?.as_str(),
+                    r.properties.get("keyState")?.as_str(),
+                ))
+            })
+            .collect();
+        self.metrics.unusable_keys.clear();
+        for (_, state) in keys {
+            self.metrics
+                .unusable_keys
+                .get_or_create(&metrics::KeyStateLabels {
+                    state: state.to_string(),
+                })
+                .inc();
+        }
+        self.metrics.results.clear();
+        for result in results {
+            self.metrics
+                .results
+                .get_or_create(&metrics::ResultLabels {
+                    result: result.result.as_str(),
+                    reason: result.rule.clone().unwrap_or_default(),
+                })
+                .inc();
+        }
+    }
+
+    /// Cycles forever, one every `interval` (measured start to start).
+    pub async fn run(self, interval: Duration) {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let summary = self.cycle().await;
+            let r = summary.results;
+            info!(
+                pods = summary.pods,
+                pass = r.pass,
+                fail = r.fail,
+                warn = r.warn,
+                error = r.error,
+                skip = r.skip,
+                written = summary.published.applied,
+                deleted = summary.published.deleted,
+                "audit cycle done"
+            );
+            for error in &summary.errors {
+                warn!(%error, "audit cycle failed");
+            }
+        }
+    }
+}
+
+/// `namespace/pod policy: first line of the message`.
+fn describe(result: &ReportResult) -> String {
+    let pod = result
+        .resources
+        .first()
+        .map(|r| {
+            format!(
+                "{}/{}",
+                r.namespace.as_deref().unwrap_or(""),
+                r.name.as_deref().unwrap_or("")
+            )
+        })
+        .unwrap_or_default();
+    let message = result
+        .message
+        .as_deref()
+        .and_then(|m| m.lines().next())
+        .unwrap_or("");
+    format!(
+        "{} {pod} {}: {message}",
+        result.result.as_str(),
+        result.policy
+    )
+}
+
+fn now() -> Timestamp {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp {
+        seconds: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+        nanos: 0,
+    }
+}
