@@ -135,10 +135,14 @@ impl PolicySourceArgs {
 /// AWS lookups and their cache.
 #[derive(Debug, Args, Clone)]
 pub struct AwsArgs {
-    /// How long a repository's encryption facts are cached.
+    /// How long a repository's encryption facts, its key's facts, and a
+    /// registry's pull-through cache rules and repository creation templates
+    /// are cached.
     #[arg(long, env = "ECR_GUARD_CACHE_TTL", value_parser = duration, default_value = "10m")]
     pub cache_ttl: Duration,
-    /// How long "repository not found" is cached.
+    /// How long "repository not found" (also when a pull-through cache rule
+    /// will create it: the repository itself is judged soon after its first
+    /// pull) and "key cannot be described" are cached.
     #[arg(long, env = "ECR_GUARD_NEGATIVE_CACHE_TTL", value_parser = duration, default_value = "30s")]
     pub negative_cache_ttl: Duration,
     /// How long past its TTL a cached answer may be served while AWS is failing.
