@@ -16,11 +16,12 @@ all: build
 tools:
 	bash scripts/install-tools.sh
 
-## build: the binaries; the whole workspace and the same compiler as `make test`, so
-## that nothing `make test` built is built again (a build of one member resolves
-## features differently; another compiler wrapper recompiles the workspace's crates)
+## build: the binaries, built so that nothing `make test` built is built again: the
+## whole workspace (one member alone resolves features differently), a target that
+## uses dev-dependencies (the examples: without one, the dev-dependencies' features
+## are left out and ~60 crates are rebuilt), and the same compiler wrapper
 build:
-	$(WITH_CLIPPY) $(CARGO) build --locked --workspace --bins
+	$(WITH_CLIPPY) $(CARGO) build --locked --workspace --bins --examples
 
 ## demo: HTTPS webhook + example policies + local ECR emulator, sample Pods admitted and denied
 demo: tools build
