@@ -33,7 +33,10 @@ demo: tools build
 ## crate and fuzz/) and all targets, so features resolve the same way, and the lints run
 ## while the tests build (clippy-driver as the compiler of the workspace's own crates,
 ## `WITH_CLIPPY`) instead of in a `cargo clippy` pass that checks every dependency again.
-test: tools fmt-check fuzz-build unit
+## The tools are installed (network, unpacking) while the workspace compiles (CPU): two jobs.
+test:
+	$(MAKE) --no-print-directory -j2 tools fmt-check fuzz-build
+	$(MAKE) --no-print-directory unit
 
 ## The compiler wrapper `cargo clippy` uses, given to a normal build: workspace crates are
 ## compiled and linted in one go; dependencies are built as usual (cargo never wraps them).
