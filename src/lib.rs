@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod policy;
 pub mod registry;
 pub mod run;
+pub mod scan;
 pub mod server;
 pub mod tls;
 pub mod workload;

@@ -1,0 +1,4 @@
+//! `ecr-guard scan`: the encryption posture of whole registries, judged by the
+//! policies, with what it costs.
+
+pub mod report;
