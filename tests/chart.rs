@@ -1212,18 +1212,35 @@ fn service_monitor_and_network_policy_are_opt_in() {
     assert_eq!(endpoint["port"], port["name"]);
     assert_eq!(port["targetPort"], "metrics");
 
-    let policy = r.one("NetworkPolicy");
-    let pod_labels = &r.named("Deployment", RELEASE)["spec"]["template"]["metadata"]["labels"];
-    assert!(selects(
-        &policy["spec"]["podSelector"]["matchLabels"],
-        pod_labels
-    ));
-    assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
-    let ingress_ports = ports_of(&policy["spec"]["ingress"]);
-    assert_eq!(ingress_ports, ["https", "metrics"].map(String::from).into());
-    let egress_ports = ports_of(&policy["spec"]["egress"]);
-    for port in ["53", "443", "80"] {
-        assert!(egress_ports.contains(port), "egress to port {port}");
+    // One NetworkPolicy for the webhook's Pods and one for the audit's, each
+    // selecting only its own Pods: the audit serves no webhook port.
+    let policies = r.all("NetworkPolicy");
+    assert_eq!(policies.len(), 2);
+    for (deployment, ingress) in [
+        (RELEASE, &["https", "metrics"][..]),
+        (AUDIT, &["metrics"][..]),
+    ] {
+        let pod_labels =
+            &r.named("Deployment", deployment)["spec"]["template"]["metadata"]["labels"];
+        let selecting: Vec<_> = policies
+            .iter()
+            .filter(|p| selects(&p["spec"]["podSelector"]["matchLabels"], pod_labels))
+            .collect();
+        assert_eq!(selecting.len(), 1, "{deployment}: one NetworkPolicy");
+        let policy = selecting[0];
+        assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+        let ingress_ports = ports_of(&policy["spec"]["ingress"]);
+        assert_eq!(
+            ingress_ports,
+            ingress.iter().map(|p| p.to_string()).collect()
+        );
+        let egress_ports = ports_of(&policy["spec"]["egress"]);
+        for port in ["53", "443", "80"] {
+            assert!(
+                egress_ports.contains(port),
+                "{deployment}: egress to port {port}"
+            );
+        }
     }
 }
 
