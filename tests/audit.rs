@@ -237,6 +237,7 @@ async fn a_key_that_breaks_pulls_warns_on_the_deployment_behind_the_replica_set(
             manager: KeyManager::Customer,
             state: KeyState::PendingDeletion,
             rotation: Rotation::Enabled,
+            deletion_date: None,
         })),
     })));
     let mut auditor = auditor(client);

@@ -1723,6 +1723,10 @@ async fn exposed_series() -> BTreeSet<String> {
             state: "Disabled".into(),
         })
         .set(1);
+    audit
+        .key_deletion_days_left
+        .get_or_create(&Vec::new())
+        .set(15);
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
     let mut series = BTreeSet::new();
@@ -1800,6 +1804,7 @@ async fn dashboard_and_alerts_are_opt_in_valid_and_name_only_metrics_that_exist(
             "EcrGuardAuditFailing",
             "EcrGuardAwsLookupsFailing",
             "EcrGuardKmsKeyBreaksPulls",
+            "EcrGuardKmsKeyDeletionSoon",
             "EcrGuardLatencyNearWebhookTimeout",
             "EcrGuardServingStaleFacts",
             "EcrGuardWebhookRefusingRequests",
@@ -1827,12 +1832,23 @@ async fn dashboard_and_alerts_are_opt_in_valid_and_name_only_metrics_that_exist(
         .unwrap()
         .1;
     assert!(latency.ends_with("> 8"), "{latency}");
+    // metrics.prometheusRule.keyDeletionDays, 30 by default.
+    let deletion = &exprs
+        .iter()
+        .find(|(what, _)| what == "EcrGuardKmsKeyDeletionSoon")
+        .unwrap()
+        .1;
+    assert_eq!(
+        deletion,
+        "min(ecr_guard_audit_key_deletion_days_left) < 30"
+    );
     for family in [
         "ecr_guard_admission_requests_total",
         "ecr_guard_aws_calls_total",
         "ecr_guard_cache_requests_total",
         "ecr_guard_audit_results",
         "ecr_guard_audit_unusable_keys",
+        "ecr_guard_audit_key_deletion_days_left",
     ] {
         assert!(used.contains(family), "nothing shows {family}");
     }

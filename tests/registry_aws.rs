@@ -133,6 +133,7 @@ async fn kms_repository_with_rotating_customer_key_reports_rotation_enabled() {
             manager: KeyManager::Customer,
             state: KeyState::Enabled,
             rotation: Rotation::Enabled,
+            deletion_date: None,
         }
     );
 }
@@ -274,7 +275,8 @@ async fn aws_managed_key_reports_aws_managed_rotation_without_asking_for_rotatio
             arn,
             manager: KeyManager::Aws,
             state: KeyState::Enabled,
-            rotation: Rotation::AwsManaged
+            rotation: Rotation::AwsManaged,
+            deletion_date: None,
         }
     );
     assert_eq!(
