@@ -295,14 +295,12 @@ async fn audit_inner(args: AuditArgs) -> anyhow::Result<i32> {
         (client, local_inventory(&args.policies)?)
     } else {
         let client = cluster_client(&args.policies).await?;
+        // Long-running: the watch syncs while the admin port already answers
+        // (/healthz at once, /readyz once synced), see below.
         let inventory: Arc<dyn Inventory> = if args.once {
             cluster::snapshot(client.clone()).await?
         } else {
-            let inventory = cluster::watch(client.clone());
-            while !inventory.is_ready() {
-                tokio::time::sleep(SYNC_POLL).await;
-            }
-            inventory
+            cluster::watch(client.clone())
         };
         (client, inventory)
     };
@@ -350,8 +348,15 @@ async fn audit_inner(args: AuditArgs) -> anyhow::Result<i32> {
     readiness.set_aws_ready();
     let admin = server::admin_router(readiness, Arc::new(metrics_registry));
     info!(admin = %args.metrics_listen, interval = ?args.interval, "ecr-guard audit running");
+    let cycles = async {
+        // The first cycle waits for policies and namespaces (/readyz says so meanwhile).
+        while !auditor.inventory.is_ready() {
+            tokio::time::sleep(SYNC_POLL).await;
+        }
+        auditor.run(args.interval).await;
+    };
     tokio::select! {
-        () = auditor.run(args.interval) => {}
+        () = cycles => {}
         served = axum::serve(listener, admin) => served.context("admin endpoint failed")?,
     }
     Ok(0)
