@@ -72,7 +72,7 @@ fn pod(mut object: serde_json::Value) -> Result<Option<AuditedPod>, String> {
     let text = |key: &str| object.get(key).and_then(|v| v.as_str()).unwrap_or("");
     if (text("apiVersion"), text("kind")) != ("v1", "Pod") {
         return Err(format!(
-            "is a {} {}, expected Pods (as kubectl get pods -A -o yaml prints them)",
+            "{} {} is not a Pod (expected Pods as kubectl get pods -A -o yaml prints them)",
             text("apiVersion"),
             text("kind")
         ));
