@@ -192,6 +192,28 @@ async fn kms_repository_with_key_pending_deletion_reports_pending_deletion() {
     let key_facts = known_key(&facts);
     assert_eq!(key_facts.state, KeyState::PendingDeletion);
     assert!(!key_facts.state.is_usable());
+    // DescribeKey's DeletionDate, as KMS (moto) reported it: 7 days ahead.
+    let described = s
+        .moto
+        .kms(US)
+        .describe_key()
+        .key_id(&key.id)
+        .send()
+        .await
+        .unwrap();
+    let reported = described
+        .key_metadata()
+        .and_then(|m| m.deletion_date().copied())
+        .unwrap();
+    assert_eq!(
+        key_facts.deletion_date,
+        Some(std::time::SystemTime::try_from(reported).unwrap())
+    );
+    let left = ecr_guard::policy::facts::days_until(
+        key_facts.deletion_date.unwrap(),
+        std::time::SystemTime::now(),
+    );
+    assert_eq!(left, 7);
 }
 
 #[tokio::test]
