@@ -41,9 +41,10 @@ pub enum AuditOutput {
 }
 
 /// The running Pods of these files (a `List` or one Pod a document; JSON is
-/// YAML; read as `check -f` reads manifests), outside `excluded` namespaces: Succeeded and Failed Pods are left out,
-/// as the API server's field selector leaves them out in cluster mode. A Pod
-/// without a namespace is in `default`. Any other kind is an error.
+/// YAML; read as `check -f` reads manifests), outside `excluded` namespaces:
+/// Succeeded and Failed Pods are left out, as the API server's field selector
+/// leaves them out in cluster mode. A Pod without a namespace is in `default`.
+/// Errors: a file that cannot be read or parsed, any other kind than a v1 Pod.
 pub fn read_pods(paths: &[PathBuf], excluded: &[String]) -> Result<Vec<AuditedPod>, PodsFileError> {
     let mut pods = Vec::new();
     for path in paths {
