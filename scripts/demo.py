@@ -12,7 +12,11 @@
    policy that applies and how it judged, and the hints; the per-policy detail
    and hints come from `ecr-guard check --output json` on the same objects, and
    the demo fails if its decisions differ from the webhook's;
-4. stops everything it started.
+4. schedules the deletion of payments' customer-managed key (a day after
+   admission, say) and runs `ecr-guard audit --once --pods-file` on the Pods the
+   webhook admitted, with the same policies and emulator, and prints its summary:
+   the audit catches what admission could not have;
+5. stops everything it started.
 
 Every line fits 100 columns.
 """
@@ -184,6 +188,27 @@ def requirement(violation):
     return container, what
 
 
+def audit_once(binary, env, admitted, work):
+    """`ecr-guard audit --once` on the admitted Pods: (exit code, summary lines)."""
+    pods = []
+    for obj in admitted:
+        pod = json.loads(json.dumps(obj))
+        pod["metadata"]["uid"] = str(uuid.uuid5(uuid.NAMESPACE_URL, pod["metadata"]["name"]))
+        pod["status"] = {"phase": "Running"}
+        pods.append(pod)
+    path = os.path.join(work, "pods.yaml")
+    with open(path, "w") as fh:  # as `kubectl get pods -A -o yaml` prints them
+        yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": pods,
+                        "metadata": {"resourceVersion": ""}}, fh)
+    cmd = [binary, "audit", "--once", "--pods-file", path, "--namespaces-file", NAMESPACES_FILE]
+    for f in POLICY_FILES:
+        cmd += ["--policy-file", os.path.join(EXAMPLES, f)]
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    if run.returncode not in (0, 1):
+        raise SystemExit(f"ecr-guard audit failed ({run.returncode}):\n{run.stderr}{run.stdout}")
+    return run.returncode, run.stdout.splitlines()
+
+
 def out(line=""):
     assert len(line) <= WIDTH, f"demo line over {WIDTH} columns: {line!r}"
     print(line)
@@ -325,8 +350,10 @@ def main():
         out()
         out(f"{'NAMESPACE':<10} {'OBJECT':<20} {'REQUEST':<46} DECISION")
         out("-" * WIDTH)
+        allowed = []
         for row, report in zip(rows, reports):
             answer = send(url, ctx, row["body"])
+            allowed.append(answer["allowed"])
             assert answer["uid"] == row["body"]["request"]["uid"], "uid must be echoed"
             webhook_denied = not answer["allowed"]
             assert webhook_denied == (report["decision"] == "denied"), (
@@ -346,6 +373,31 @@ def main():
         out("    for shop/catalog's aws/ecr key with KeyManager AWS, as AWS does; moto alone cannot.")
         out(f"    and {emulator.pull_through_answers} pull-through cache rule and template call(s), "
             "which moto does not implement.")
+        out()
+
+        # Later: payments' CMK is scheduled for deletion. Admission judged the Pods
+        # before; the audit re-judges the running ones with the facts of now.
+        ecr, kms = emulator.clients()
+        ledger = ecr.describe_repositories(repositoryNames=["payments/ledger"])["repositories"][0]
+        key_id = ledger["encryptionConfiguration"]["kmsKey"].rsplit("/", 1)[-1]
+        kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=15)
+        admitted = [row["body"]["request"]["object"] for row, ok in zip(rows, allowed)
+                    if ok and row["object"].startswith("Pod/") and row["request"] == "CREATE"]
+        out("==> later, payments' CMK (payments/ledger's key) is scheduled for deletion in 15 days;")
+        out(f"    ecr-guard audit --once --pods-file re-judges the {len(admitted)} admitted Pods")
+        out("    (same policies and emulator; in a cluster it lists the Pods, writes PolicyReports):")
+        out("    (registry host left out and key ARNs shortened to arn:…:key/ID here)")
+        code, summary = audit_once(args.binary, env, admitted, work)
+        account_arn = f"arn:aws:kms:{REGION}:{emu.ACCOUNT}:key/"
+        for line in summary:
+            line = line.replace(HOST + "/", "")
+            line = line.replace(account_arn, "arn:…:key/")
+            lead = "    " + " " * (len(line) - len(line.lstrip()))
+            for part in textwrap.wrap(line.strip(), WIDTH, initial_indent=lead,
+                                      subsequent_indent=lead + "  ", break_long_words=True,
+                                      break_on_hyphens=False):
+                out(part)
+        out(f"    exit code {code}: {'an enforced policy or a key breaks pulls' if code else 'all pass'}")
     finally:
         stop()
 

@@ -237,7 +237,10 @@ fn str_field<'v>(object: &'v serde_json::Value, field: &str) -> &'v str {
 /// `items`, as `kubectl get -o yaml` prints) gives its items, nested lists
 /// included. A document that is not an object, or has no `apiVersion` or `kind`,
 /// is an error (kubectl refuses it too) rather than something silently skipped.
-fn flatten(doc: serde_json::Value, out: &mut Vec<serde_json::Value>) -> Result<(), String> {
+pub(crate) fn flatten(
+    doc: serde_json::Value,
+    out: &mut Vec<serde_json::Value>,
+) -> Result<(), String> {
     let serde_json::Value::Object(mut map) = doc else {
         return Err("is not an object (a Kubernetes manifest has apiVersion and kind)".into());
     };

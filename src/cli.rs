@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use crate::audit::local::AuditOutput;
 use crate::registry::AssumeRoles;
 use crate::registry::roles::{self, AccountRole, RoleTemplate};
 
@@ -64,6 +65,15 @@ pub struct AuditArgs {
     /// Judge every Enforce policy as DryRun, as `serve --dry-run` does.
     #[arg(long, env = "ECR_GUARD_DRY_RUN")]
     pub dry_run: bool,
+    /// Judge the Pods of this file instead of the cluster's (as `kubectl get pods
+    /// -A -o yaml` or `-o json` prints them; a List or several documents);
+    /// repeatable. Needs --once and --policy-file; the reports are printed, not written.
+    #[arg(long = "pods-file", value_delimiter = ',', requires_all = ["once", "policy_files"])]
+    pub pods_files: Vec<PathBuf>,
+    /// With --pods-file: print a summary, or the PolicyReports as `kubectl get
+    /// policyreport -A -o yaml` (or `-o json`) would show them.
+    #[arg(long, short = 'o', value_enum, default_value_t = AuditOutput::Summary, requires = "pods_files")]
+    pub output: AuditOutput,
     #[command(flatten)]
     pub policies: PolicySourceArgs,
     #[command(flatten)]
@@ -363,6 +373,46 @@ mod tests {
         assert!(args.once);
         assert_eq!(args.interval, Duration::from_secs(300));
         assert_eq!(args.excluded_namespaces, ["ecr-guard", "kube-system"]);
+    }
+
+    #[test]
+    fn pods_file_needs_once_and_policy_file_and_output_needs_pods_file() {
+        for args in [
+            &[
+                "ecr-guard",
+                "audit",
+                "--pods-file",
+                "p.yaml",
+                "--policy-file",
+                "x.yaml",
+            ][..],
+            &["ecr-guard", "audit", "--pods-file", "p.yaml", "--once"][..],
+            &["ecr-guard", "audit", "--once", "--output", "yaml"][..],
+        ] {
+            let err = Cli::try_parse_from(args).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "{args:?}"
+            );
+        }
+        let cli = Cli::try_parse_from([
+            "ecr-guard",
+            "audit",
+            "--once",
+            "--pods-file",
+            "a.yaml,b.yaml",
+            "--policy-file",
+            "p.yaml",
+            "-o",
+            "yaml",
+        ])
+        .unwrap();
+        let Command::Audit(args) = cli.command else {
+            panic!("audit")
+        };
+        assert_eq!(args.pods_files.len(), 2);
+        assert_eq!(args.output, AuditOutput::Yaml);
     }
 
     #[test]

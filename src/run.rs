@@ -282,6 +282,9 @@ pub async fn audit(args: AuditArgs) -> i32 {
 }
 
 async fn audit_inner(args: AuditArgs) -> anyhow::Result<i32> {
+    if !args.pods_files.is_empty() {
+        return audit_local(args).await;
+    }
     // Pods always come from the cluster; policies from files or the cluster.
     let (client, inventory): (kube::Client, Arc<dyn Inventory>) = if args.policies.is_local() {
         let client = cluster::client(
@@ -292,14 +295,12 @@ async fn audit_inner(args: AuditArgs) -> anyhow::Result<i32> {
         (client, local_inventory(&args.policies)?)
     } else {
         let client = cluster_client(&args.policies).await?;
+        // Long-running: the watch syncs while the admin port already answers
+        // (/healthz at once, /readyz once synced), see below.
         let inventory: Arc<dyn Inventory> = if args.once {
             cluster::snapshot(client.clone()).await?
         } else {
-            let inventory = cluster::watch(client.clone());
-            while !inventory.is_ready() {
-                tokio::time::sleep(SYNC_POLL).await;
-            }
-            inventory
+            cluster::watch(client.clone())
         };
         (client, inventory)
     };
@@ -347,11 +348,52 @@ async fn audit_inner(args: AuditArgs) -> anyhow::Result<i32> {
     readiness.set_aws_ready();
     let admin = server::admin_router(readiness, Arc::new(metrics_registry));
     info!(admin = %args.metrics_listen, interval = ?args.interval, "ecr-guard audit running");
+    let cycles = async {
+        // The first cycle waits for policies and namespaces (/readyz says so meanwhile).
+        while !auditor.inventory.is_ready() {
+            tokio::time::sleep(SYNC_POLL).await;
+        }
+        auditor.run(args.interval).await;
+    };
     tokio::select! {
-        () = auditor.run(args.interval) => {}
+        () = cycles => {}
         served = axum::serve(listener, admin) => served.context("admin endpoint failed")?,
     }
     Ok(0)
+}
+
+/// `ecr-guard audit --once --pods-file …`: Pods and policies from files, facts
+/// from AWS, the reports printed (clap made sure of --once and --policy-file).
+async fn audit_local(args: AuditArgs) -> anyhow::Result<i32> {
+    let inventory = local_inventory(&args.policies)?;
+    check::require_valid_policies(inventory.as_ref())?;
+    let pods = crate::audit::local::read_pods(&args.pods_files, &args.excluded_namespaces)?;
+    let facts = Arc::new(LazyRegistry::new(
+        registry_config(&args.aws),
+        RegistryMetrics::default(),
+    ));
+    let judge = Judge::new(
+        facts,
+        Options {
+            dry_run: args.dry_run,
+        },
+        args.aws.lookup_timeout,
+    );
+    let now = std::time::SystemTime::now();
+    let judged = crate::audit::judge_pods(
+        inventory.as_ref(),
+        &judge,
+        &AuditMetrics::default(),
+        Duration::ZERO,
+        pods,
+        now,
+    )
+    .await;
+    let mut out = std::io::stdout().lock();
+    let code = crate::audit::local::print(judged, now, args.output, &mut out)
+        .context("failed to write the reports")?;
+    out.flush().context("failed to write the reports")?;
+    Ok(code)
 }
 
 /// The AWS registry, built on first use: `check` runs that need no lookup need no

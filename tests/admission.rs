@@ -54,6 +54,7 @@ fn team_facts() -> FixedFacts {
         manager: KeyManager::Customer,
         state: KeyState::Enabled,
         rotation: Rotation::Enabled,
+        deletion_date: None,
     };
     FixedFacts::answering(Ok(RepositoryLookup::NotFound))
         .with(

@@ -237,6 +237,7 @@ async fn a_key_that_breaks_pulls_warns_on_the_deployment_behind_the_replica_set(
             manager: KeyManager::Customer,
             state: KeyState::PendingDeletion,
             rotation: Rotation::Enabled,
+            deletion_date: None,
         })),
     })));
     let mut auditor = auditor(client);
@@ -303,4 +304,100 @@ async fn a_key_that_breaks_pulls_warns_on_the_deployment_behind_the_replica_set(
     call.ok(body);
     let summary = cycle.await.unwrap();
     assert_eq!(summary.exit_code(), 1);
+}
+
+#[tokio::test]
+async fn a_namespace_over_1000_results_is_split_into_parts_and_stale_parts_are_deleted() {
+    let (client, mut api) = mock();
+    let auditor = Arc::new(auditor(client));
+    // Bare Pods (no owner): nothing to aggregate, one result each.
+    let bare = |n: usize| {
+        let mut pod = pod("demo", &format!("job-{n:04}"), "nginx:1.27");
+        pod["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("ownerReferences");
+        pod
+    };
+    let part_path =
+        |name: &str| format!("/apis/wgpolicyk8s.io/v1alpha2/namespaces/demo/policyreports/{name}");
+    let mut leftover = report("demo", &json!({"summary": {"fail": 1}, "results": []}));
+    leftover["metadata"]["name"] = json!("ecr-guard-3");
+
+    // Cycle 1: 1,200 results → ecr-guard (1,000) and ecr-guard-2 (200); a third
+    // part left from an earlier cycle is deleted.
+    let cycle = tokio::spawn({
+        let auditor = auditor.clone();
+        async move { auditor.cycle().await }
+    });
+    let call = api.next().await;
+    call.assert(Method::GET, PODS);
+    call.ok(list("PodList", (0..1200).map(bare).collect()));
+    let call = api.next().await;
+    call.assert(Method::GET, REPORTS);
+    call.ok(list("PolicyReportList", vec![leftover]));
+    let mut parts = Vec::new();
+    for (name, results) in [("ecr-guard", 1000), ("ecr-guard-2", 200)] {
+        let call = api.next().await;
+        call.assert(
+            Method::PATCH,
+            &format!("{}?&force=true&fieldManager=ecr-guard", part_path(name)),
+        );
+        assert_eq!(call.body["metadata"]["name"], name);
+        assert_eq!(
+            call.body["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+            "ecr-guard"
+        );
+        assert_eq!(call.body["results"].as_array().unwrap().len(), results);
+        assert_eq!(call.body["summary"]["fail"], results);
+        let body = call.body.clone();
+        parts.push(body.clone());
+        call.ok(body);
+    }
+    assert_eq!(parts[0]["results"][0]["resources"][0]["name"], "job-0000");
+    assert_eq!(parts[1]["results"][0]["resources"][0]["name"], "job-1000");
+    let call = api.next().await;
+    call.assert(Method::DELETE, &format!("{}?", part_path("ecr-guard-3")));
+    call.ok(json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}));
+    let summary = cycle.await.unwrap();
+    assert_eq!(
+        (summary.published.applied, summary.published.deleted),
+        (2, 1)
+    );
+
+    // Cycle 2: 500 Pods left → one part rewritten, the second deleted.
+    let cycle = tokio::spawn({
+        let auditor = auditor.clone();
+        async move { auditor.cycle().await }
+    });
+    let call = api.next().await;
+    call.assert(Method::GET, PODS);
+    call.ok(list("PodList", (0..500).map(bare).collect()));
+    let call = api.next().await;
+    call.assert(Method::GET, REPORTS);
+    call.ok(list("PolicyReportList", parts.clone()));
+    let call = api.next().await;
+    call.assert(
+        Method::PATCH,
+        &format!(
+            "{}?&force=true&fieldManager=ecr-guard",
+            part_path("ecr-guard")
+        ),
+    );
+    assert_eq!(call.body["results"].as_array().unwrap().len(), 500);
+    // Unchanged results keep the timestamp they were first seen with.
+    assert_eq!(
+        call.body["results"][0]["timestamp"],
+        parts[0]["results"][0]["timestamp"]
+    );
+    let body = call.body.clone();
+    call.ok(body);
+    let call = api.next().await;
+    call.assert(Method::DELETE, &format!("{}?", part_path("ecr-guard-2")));
+    call.ok(json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}));
+    let summary = cycle.await.unwrap();
+    assert_eq!(
+        (summary.published.applied, summary.published.deleted),
+        (1, 1)
+    );
 }

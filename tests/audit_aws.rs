@@ -139,6 +139,18 @@ async fn serve_cycle(
     }
 }
 
+/// The value of `ecr_guard_audit_key_deletion_days_left` as `/metrics` shows
+/// it, `None` when the series is absent.
+fn days_left_series(auditor: &Auditor) -> Option<String> {
+    let mut registry = prometheus_client::registry::Registry::default();
+    auditor.metrics.clone().register(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix("ecr_guard_audit_key_deletion_days_left "))
+        .map(str::to_string)
+}
+
 /// (policy, result, rule, message) of each result.
 fn findings(report: &Value) -> Vec<(String, String, String, String)> {
     report["results"]
@@ -223,8 +235,25 @@ async fn a_key_disabled_or_scheduled_for_deletion_after_admission_fails_the_next
     assert!(found[1].3.contains("fail to pull now"), "{}", found[1].3);
     assert_eq!(report["summary"]["fail"], 2);
 
-    // Scheduled for deletion: the warning says how to cancel it.
+    assert_eq!(
+        days_left_series(&auditor),
+        None,
+        "no deletion scheduled: no series"
+    );
+
+    // Scheduled for deletion (7 days): the warning says when, and how to cancel it.
     moto.schedule_key_deletion(&key).await;
+    let deletion_date = moto
+        .kms(US)
+        .describe_key()
+        .key_id(&key.id)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .and_then(|m| m.deletion_date().copied())
+        .expect("moto reports DeletionDate after ScheduleKeyDeletion");
+    let day = ecr_guard::policy::facts::utc_day(deletion_date.try_into().unwrap());
     tokio::time::sleep(INTERVAL * 2).await;
     let (_, applied, events) =
         serve_cycle(&auditor, &mut api, vec![pod(&image)], vec![report]).await;
@@ -232,17 +261,37 @@ async fn a_key_disabled_or_scheduled_for_deletion_after_admission_fails_the_next
     let found = findings(&applied[0]);
     assert_eq!(found[1].2, "key_pending_deletion");
     assert!(
-        found[1].3.contains("is scheduled for deletion"),
+        found[1].3.starts_with(&format!(
+            "KMS key {} is scheduled for deletion on {day} (7 days): Pods using repository \
+             payments/api will fail to pull after that",
+            key.arn
+        )),
         "{}",
         found[1].3
     );
     assert!(
-        found[1]
-            .3
-            .contains(&format!("aws kms cancel-key-deletion --key-id {}", key.arn)),
+        found[1].3.contains(&format!(
+            "aws kms cancel-key-deletion --key-id {} --region {US}",
+            key.arn
+        )),
         "{}",
         found[1].3
     );
+    let properties = &applied[0]["results"][1]["properties"];
+    assert!(
+        properties["keyDeletionDate"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{day}T")),
+        "{properties}"
+    );
+    // The cmk policy's denial text names the date too.
+    assert!(
+        found[0].3.contains(&format!("(to be deleted on {day})")),
+        "{}",
+        found[0].3
+    );
+    assert_eq!(days_left_series(&auditor).as_deref(), Some("7"));
 
     // Nothing changed since: no write.
     let report = applied[0].clone();

@@ -125,6 +125,7 @@ async fn assert_judged_from_the_central_account(s: &Stack, central: &Central) {
             manager: KeyManager::Customer,
             state: KeyState::Enabled,
             rotation: Rotation::Enabled,
+            deletion_date: None,
         }
     );
 
@@ -136,6 +137,7 @@ async fn assert_judged_from_the_central_account(s: &Stack, central: &Central) {
             manager: KeyManager::Customer,
             state: KeyState::Enabled,
             rotation: Rotation::Disabled,
+            deletion_date: None,
         }
     );
 }

@@ -1567,6 +1567,15 @@ fn the_audit_is_one_recreated_replica_with_its_own_account_and_exactly_its_rbac(
             webhook["spec"]["template"]["spec"]["containers"][0]["securityContext"],
             "{set:?}"
         );
+        // The webhook's probes, on the audit's own metrics port.
+        for probe in ["livenessProbe", "readinessProbe"] {
+            assert_eq!(
+                container[probe], webhook["spec"]["template"]["spec"]["containers"][0][probe],
+                "{set:?}: {probe}"
+            );
+        }
+        assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+        assert_eq!(container["ports"][0]["name"], "metrics");
         // The binary parses what the chart renders.
         let argv: Vec<&str> = std::iter::once("ecr-guard")
             .chain(args.iter().copied())
@@ -1740,6 +1749,10 @@ async fn exposed_series() -> BTreeSet<String> {
             state: "Disabled".into(),
         })
         .set(1);
+    audit
+        .key_deletion_days_left
+        .get_or_create(&Vec::new())
+        .set(15);
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
     let mut series = BTreeSet::new();
@@ -1817,6 +1830,7 @@ async fn dashboard_and_alerts_are_opt_in_valid_and_name_only_metrics_that_exist(
             "EcrGuardAuditFailing",
             "EcrGuardAwsLookupsFailing",
             "EcrGuardKmsKeyBreaksPulls",
+            "EcrGuardKmsKeyDeletionSoon",
             "EcrGuardLatencyNearWebhookTimeout",
             "EcrGuardServingStaleFacts",
             "EcrGuardWebhookRefusingRequests",
@@ -1844,12 +1858,20 @@ async fn dashboard_and_alerts_are_opt_in_valid_and_name_only_metrics_that_exist(
         .unwrap()
         .1;
     assert!(latency.ends_with("> 8"), "{latency}");
+    // metrics.prometheusRule.keyDeletionDays, 30 by default.
+    let deletion = &exprs
+        .iter()
+        .find(|(what, _)| what == "EcrGuardKmsKeyDeletionSoon")
+        .unwrap()
+        .1;
+    assert_eq!(deletion, "min(ecr_guard_audit_key_deletion_days_left) < 30");
     for family in [
         "ecr_guard_admission_requests_total",
         "ecr_guard_aws_calls_total",
         "ecr_guard_cache_requests_total",
         "ecr_guard_audit_results",
         "ecr_guard_audit_unusable_keys",
+        "ecr_guard_audit_key_deletion_days_left",
     ] {
         assert!(used.contains(family), "nothing shows {family}");
     }

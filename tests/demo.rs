@@ -1,6 +1,7 @@
 //! `make demo` (scripts/demo.py) does not mislead (issue 14, fault 12): one row
 //! per object, every row the same shape, each repository fact once, within 100
-//! columns, and no verdict that exists only because of the emulator.
+//! columns, and no verdict that exists only because of the emulator; at the end
+//! the audit's summary (`audit --once --pods-file`) after a key deletion is scheduled.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -163,5 +164,33 @@ fn demo_prints_one_row_per_object_in_one_shape_within_100_columns() {
     assert!(
         !stdout.contains("DRY-RUN") && !stdout.contains("(dry-run)"),
         "{report}"
+    );
+
+    // The end: the audit, once, on the admitted Pods after payments' CMK was
+    // scheduled for deletion, its summary printed (wrapped lines joined here).
+    let audit = stdout
+        .split_once("==> later, payments' CMK")
+        .unwrap_or_else(|| panic!("no audit at the end\n{report}"))
+        .1;
+    let audit = audit.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(audit.contains("audited 6 Pods in 4 namespaces:"), "{audit}");
+    assert!(
+        audit.contains("fail payments/ledger ecr-guard-kms-key-state: KMS key arn:…:key/"),
+        "{audit}"
+    );
+    assert!(
+        audit.contains(" is scheduled for deletion on ")
+            && audit.contains(
+                " (15 days): Pods using repository payments/ledger will fail to pull after that"
+            ),
+        "{audit}"
+    );
+    assert!(
+        audit.contains("reports: ") && audit.contains("not written (local mode)"),
+        "{audit}"
+    );
+    assert!(
+        audit.ends_with("exit code 1: an enforced policy or a key breaks pulls"),
+        "{audit}"
     );
 }

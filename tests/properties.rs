@@ -145,6 +145,7 @@ fn fact(repo: &EcrRepository) -> Lookup {
                 manager: KeyManager::Customer,
                 state: KeyState::Enabled,
                 rotation: Rotation::Enabled,
+                deletion_date: None,
             })),
         )
     }

@@ -133,6 +133,7 @@ async fn kms_repository_with_rotating_customer_key_reports_rotation_enabled() {
             manager: KeyManager::Customer,
             state: KeyState::Enabled,
             rotation: Rotation::Enabled,
+            deletion_date: None,
         }
     );
 }
@@ -191,6 +192,28 @@ async fn kms_repository_with_key_pending_deletion_reports_pending_deletion() {
     let key_facts = known_key(&facts);
     assert_eq!(key_facts.state, KeyState::PendingDeletion);
     assert!(!key_facts.state.is_usable());
+    // DescribeKey's DeletionDate, as KMS (moto) reported it: 7 days ahead.
+    let described = s
+        .moto
+        .kms(US)
+        .describe_key()
+        .key_id(&key.id)
+        .send()
+        .await
+        .unwrap();
+    let reported = described
+        .key_metadata()
+        .and_then(|m| m.deletion_date().copied())
+        .unwrap();
+    assert_eq!(
+        key_facts.deletion_date,
+        Some(std::time::SystemTime::try_from(reported).unwrap())
+    );
+    let left = ecr_guard::policy::facts::days_until(
+        key_facts.deletion_date.unwrap(),
+        std::time::SystemTime::now(),
+    );
+    assert_eq!(left, 7);
 }
 
 #[tokio::test]
@@ -274,7 +297,8 @@ async fn aws_managed_key_reports_aws_managed_rotation_without_asking_for_rotatio
             arn,
             manager: KeyManager::Aws,
             state: KeyState::Enabled,
-            rotation: Rotation::AwsManaged
+            rotation: Rotation::AwsManaged,
+            deletion_date: None,
         }
     );
     assert_eq!(

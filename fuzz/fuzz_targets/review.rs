@@ -32,6 +32,7 @@ fn made_up(repo: &EcrRepository) -> Lookup {
             manager: KeyManager::Customer,
             state,
             rotation,
+            deletion_date: None,
         }))
     };
     let found = |encryption_type, kms_key| {

@@ -1,5 +1,6 @@
-//! Keeping a namespace's report under [`MAX_RESULTS`]: past it, the Pods of one
-//! workload with the same finding share one result naming the workload.
+//! Keeping a namespace's results few: past [`MAX_RESULTS`], the Pods of one
+//! workload with the same finding share one result naming the workload. What is
+//! still over the limit is split across several reports ([`super::report::parts`]).
 
 use std::collections::BTreeMap;
 
@@ -11,10 +12,9 @@ type GroupKey = (String, String, String, String, String);
 /// `results` as they are when few enough; else one result per (workload,
 /// policy, outcome, rule), its `resources` the workload alone and its
 /// `properties` gaining `pods` (how many). Pods with no owner stay one by one.
-/// If even that is too many, the rest is dropped (and the count returned).
-pub fn within_limit(results: Vec<ReportResult>) -> (Vec<ReportResult>, usize) {
+pub fn within_limit(results: Vec<ReportResult>) -> Vec<ReportResult> {
     if results.len() <= MAX_RESULTS {
-        return (results, 0);
+        return results;
     }
     let mut kept = Vec::new();
     let mut groups: BTreeMap<GroupKey, (ReportResult, u64)> = BTreeMap::new();
@@ -44,9 +44,7 @@ pub fn within_limit(results: Vec<ReportResult>) -> (Vec<ReportResult>, usize) {
         result.properties.insert("pods".into(), pods.to_string());
         result
     }));
-    let dropped = kept.len().saturating_sub(MAX_RESULTS);
-    kept.truncate(MAX_RESULTS);
-    (kept, dropped)
+    kept
 }
 
 #[cfg(test)]
@@ -80,15 +78,14 @@ mod tests {
     #[test]
     fn small_reports_list_every_pod() {
         let results: Vec<_> = (0..MAX_RESULTS).map(|i| result(i, Some("web"))).collect();
-        assert_eq!(within_limit(results.clone()), (results, 0));
+        assert_eq!(within_limit(results.clone()), results);
     }
 
     #[test]
     fn big_reports_aggregate_pods_of_one_workload() {
         let mut results: Vec<_> = (0..1500).map(|i| result(i, Some("web"))).collect();
         results.push(result(9999, None));
-        let (kept, dropped) = within_limit(results);
-        assert_eq!(dropped, 0);
+        let kept = within_limit(results);
         assert_eq!(kept.len(), 2);
         assert_eq!(kept[0].resources[0].name.as_deref(), Some("pod-9999"));
         assert_eq!(kept[1].resources.len(), 1);

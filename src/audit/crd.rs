@@ -4,6 +4,14 @@
 //! columns as the Working Group's; the schema spells out what ecr-guard writes
 //! and keeps the rest open (`x-kubernetes-preserve-unknown-fields`), so the
 //! reports other tools write stay valid.
+//!
+//! Checked against Kyverno's `config/crds/policyreport/wgpolicyk8s.io_policyreports.yaml`
+//! (the CRD clusters run today): the same `result` enum (pass, fail, warn, error,
+//! skip), `severity` enum (critical, high, low, medium, info), `policy` the one
+//! required field of a result, `properties` string-valued, `timestamp` with
+//! `seconds` and `nanos` both required (ecr-guard always writes both), summary
+//! fields and printer columns. Kyverno spells out `resources`, `scope` and
+//! `resourceSelector` as ObjectReference / LabelSelector; here they stay open.
 
 /// Both CRDs, as one multi-document YAML stream.
 pub fn yaml() -> String {
@@ -121,6 +129,7 @@ spec:
                       type: string
                   timestamp:
                     type: object
+                    required: [nanos, seconds]
                     properties:
                       seconds:
                         type: integer

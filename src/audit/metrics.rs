@@ -1,4 +1,4 @@
-//! Audit metrics. Labels stay low-cardinality: result and reason only.
+//! Audit metrics. Labels stay low-cardinality: result, reason and key state only.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -25,6 +25,11 @@ pub struct KeyStateLabels {
 pub struct AuditMetrics {
     /// Distinct KMS keys behind running Pods' images that break pulls, by state.
     pub unusable_keys: Family<KeyStateLabels, Gauge>,
+    /// Whole days (rounded up) until the soonest scheduled deletion of a KMS key
+    /// behind running Pods' images, as of the last cycle's start. No labels: the
+    /// family holds one unlabelled series, or none when no such key has a known
+    /// deletion date (absent, so an alert on `< N` cannot fire on a stale value).
+    pub key_deletion_days_left: Family<Vec<(String, String)>, Gauge>,
     /// Seconds per cycle (list, judge, publish).
     pub cycle_duration: Histogram,
     /// Cycles that could not list Pods or publish reports.
@@ -46,6 +51,7 @@ impl Default for AuditMetrics {
             pods: Gauge::default(),
             results: Family::default(),
             unusable_keys: Family::default(),
+            key_deletion_days_left: Family::default(),
         }
     }
 }
@@ -76,6 +82,11 @@ impl AuditMetrics {
             "ecr_guard_audit_unusable_keys",
             "KMS keys behind running Pods' images that are Disabled or PendingDeletion",
             self.unusable_keys.clone(),
+        );
+        registry.register(
+            "ecr_guard_audit_key_deletion_days_left",
+            "Days until the soonest scheduled deletion of a KMS key behind running Pods' images",
+            self.key_deletion_days_left.clone(),
         );
     }
 }

@@ -11,6 +11,7 @@ pub mod aggregate;
 pub mod crd;
 pub mod events;
 pub mod key_state;
+pub mod local;
 pub mod metrics;
 pub mod pods;
 pub mod report;
@@ -65,8 +66,8 @@ pub struct CycleSummary {
     /// What went wrong with the cycle itself (listing, publishing).
     pub errors: Vec<String>,
     pub published: Published,
-    /// Results left out of reports over the size limit.
-    pub dropped: usize,
+    /// Set when the reports were printed, not written (`--pods-file`): how many.
+    pub printed: Option<usize>,
 }
 
 impl CycleSummary {
@@ -95,17 +96,13 @@ impl fmt::Display for CycleSummary {
             writeln!(f, "  {failure}")?;
         }
         let p = &self.published;
-        writeln!(
-            f,
-            "reports: {} written, {} unchanged, {} deleted",
-            p.applied, p.unchanged, p.deleted
-        )?;
-        if self.dropped > 0 {
-            writeln!(
+        match self.printed {
+            Some(n) => writeln!(f, "reports: {n} PolicyReports, not written (local mode)")?,
+            None => writeln!(
                 f,
-                "{} results left out of reports over the size limit",
-                self.dropped
-            )?;
+                "reports: {} written, {} unchanged, {} deleted",
+                p.applied, p.unchanged, p.deleted
+            )?,
         }
         for error in &self.errors {
             writeln!(f, "error: {error}")?;
@@ -114,61 +111,163 @@ impl fmt::Display for CycleSummary {
     }
 }
 
+/// What judging a set of Pods found, before anything is published.
+pub struct Judged {
+    /// Filled but for `published`.
+    pub summary: CycleSummary,
+    /// The results by namespace, aggregated when over [`report::MAX_RESULTS`].
+    pub desired: BTreeMap<String, Vec<ReportResult>>,
+    /// Each key that breaks pulls, with a Pod using it.
+    pub broken: Vec<(AuditedPod, key_state::BrokenKey)>,
+}
+
+/// Judges `pods` with the inventory's policies and namespace labels, spread
+/// over `spread`, and records the audit metrics. `now` is the cycle's start:
+/// key deletion days are counted from it. Shared by the cluster cycle and
+/// `audit --once --pods-file`.
+pub async fn judge_pods(
+    inventory: &dyn Inventory,
+    judge: &Judge,
+    metrics: &AuditMetrics,
+    spread: Duration,
+    pods: Vec<AuditedPod>,
+    now: SystemTime,
+) -> Judged {
+    let mut summary = CycleSummary {
+        pods: pods.len(),
+        ..CycleSummary::default()
+    };
+    metrics
+        .pods
+        .set(i64::try_from(pods.len()).unwrap_or(i64::MAX));
+    let pace = if pods.is_empty() {
+        Duration::ZERO
+    } else {
+        (spread / u32::try_from(pods.len()).unwrap_or(u32::MAX)).min(MAX_PACE)
+    };
+    let mut by_namespace: BTreeMap<String, Vec<ReportResult>> = BTreeMap::new();
+    let mut broken = Vec::new();
+    for (n, pod) in pods.into_iter().enumerate() {
+        if n > 0 && !pace.is_zero() {
+            tokio::time::sleep(pace).await;
+        }
+        let (results, keys) = judge_pod(inventory, judge, &pod, now).await;
+        by_namespace
+            .entry(pod.namespace.clone())
+            .or_default()
+            .extend(results);
+        broken.extend(keys.into_iter().map(|key| (pod.clone(), key)));
+    }
+    summary.namespaces = by_namespace.len();
+    let all: Vec<&ReportResult> = by_namespace.values().flatten().collect();
+    summary.results = Summary::of(all.iter().copied());
+    record(metrics, &all, broken.iter().map(|(_, key)| key));
+    summary.failures = all
+        .iter()
+        .filter(|r| matches!(r.result, Outcome::Fail | Outcome::Error))
+        .map(|r| describe(r))
+        .collect();
+    let desired = by_namespace
+        .into_iter()
+        .map(|(ns, results)| (ns, aggregate::within_limit(results)))
+        .collect();
+    Judged {
+        summary,
+        desired,
+        broken,
+    }
+}
+
+/// The Pod's results, and the keys behind its images that break pulls.
+async fn judge_pod(
+    inventory: &dyn Inventory,
+    judge: &Judge,
+    pod: &AuditedPod,
+    now: SystemTime,
+) -> (Vec<ReportResult>, Vec<key_state::BrokenKey>) {
+    let policies = inventory.policies();
+    let labels = inventory.namespace(&pod.namespace).labels;
+    let applicable = policy::applicable(&policies, &labels);
+    if applicable.is_empty() {
+        return (Vec::new(), Vec::new());
+    }
+    let (verdict, facts) = match &pod.image_uses {
+        Ok(uses) => judge.decide_with_facts(&policies, &labels, uses).await,
+        Err(_) => Default::default(),
+    };
+    let mut results = results::pod_results(pod, &applicable, &verdict, &facts);
+    let broken = key_state::broken_keys(pod, &facts, now);
+    results.extend(key_state::result(pod, &broken));
+    (results, broken)
+}
+
+/// The last cycle's gauges: results by result and reason, unusable keys by
+/// state, and the days left of the soonest scheduled deletion (absent when no
+/// key behind a running Pod has a known deletion date).
+fn record<'k>(
+    metrics: &AuditMetrics,
+    results: &[&ReportResult],
+    broken: impl Iterator<Item = &'k key_state::BrokenKey> + Clone,
+) {
+    let keys: std::collections::BTreeSet<(&str, &str)> = broken
+        .clone()
+        .map(|key| (key.arn.as_str(), key.state.as_str()))
+        .collect();
+    metrics.unusable_keys.clear();
+    for (_, state) in keys {
+        metrics
+            .unusable_keys
+            .get_or_create(&metrics::KeyStateLabels {
+                state: state.to_string(),
+            })
+            .inc();
+    }
+    metrics.key_deletion_days_left.clear();
+    if let Some(days) = key_state::soonest_deletion(broken) {
+        metrics
+            .key_deletion_days_left
+            .get_or_create(&Vec::new())
+            .set(i64::try_from(days).unwrap_or(i64::MAX));
+    }
+    metrics.results.clear();
+    for result in results {
+        metrics
+            .results
+            .get_or_create(&metrics::ResultLabels {
+                result: result.result.as_str(),
+                reason: result.rule.clone().unwrap_or_default(),
+            })
+            .inc();
+    }
+}
+
 impl Auditor {
     /// One cycle: list, judge, publish. Never fails: what went wrong is in the summary.
     pub async fn cycle(&self) -> CycleSummary {
         let started = Instant::now();
-        let mut summary = CycleSummary::default();
         let pods = match pods::list(self.client.clone(), &self.excluded_namespaces).await {
             Ok(pods) => pods,
             Err(e) => {
-                summary.errors.push(format!("failed to list Pods: {e}"));
                 self.metrics.cycle_errors.inc();
-                return summary;
+                return CycleSummary {
+                    errors: vec![format!("failed to list Pods: {e}")],
+                    ..CycleSummary::default()
+                };
             }
         };
-        summary.pods = pods.len();
-        self.metrics
-            .pods
-            .set(i64::try_from(pods.len()).unwrap_or(i64::MAX));
-        let pace = if pods.is_empty() {
-            Duration::ZERO
-        } else {
-            (self.spread / u32::try_from(pods.len()).unwrap_or(u32::MAX)).min(MAX_PACE)
-        };
-        let mut by_namespace: BTreeMap<String, Vec<ReportResult>> = BTreeMap::new();
-        let mut broken = Vec::new();
-        for (n, pod) in pods.iter().enumerate() {
-            if n > 0 && !pace.is_zero() {
-                tokio::time::sleep(pace).await;
-            }
-            let (results, keys) = self.judge_pod(pod).await;
-            by_namespace
-                .entry(pod.namespace.clone())
-                .or_default()
-                .extend(results);
-            broken.extend(keys.into_iter().map(|key| (pod, key)));
-        }
-        summary.namespaces = by_namespace.len();
-        let all: Vec<&ReportResult> = by_namespace.values().flatten().collect();
-        summary.results = Summary::of(all.iter().copied());
-        self.record(&all);
-        summary.failures = all
-            .iter()
-            .filter(|r| matches!(r.result, Outcome::Fail | Outcome::Error))
-            .map(|r| describe(r))
-            .collect();
-        let desired: BTreeMap<String, Vec<ReportResult>> = by_namespace
-            .into_iter()
-            .map(|(ns, results)| {
-                let (kept, dropped) = aggregate::within_limit(results);
-                if dropped > 0 {
-                    warn!(namespace = %ns, dropped, "PolicyReport over its size limit; results left out");
-                }
-                summary.dropped += dropped;
-                (ns, kept)
-            })
-            .collect();
+        let Judged {
+            mut summary,
+            desired,
+            broken,
+        } = judge_pods(
+            self.inventory.as_ref(),
+            &self.judge,
+            &self.metrics,
+            self.spread,
+            pods,
+            SystemTime::now(),
+        )
+        .await;
         match self.publish(desired).await {
             Ok(published) => summary.published = published,
             Err(e) => {
@@ -192,62 +291,12 @@ impl Auditor {
         summary
     }
 
-    /// The Pod's results, and the keys behind its images that break pulls.
-    async fn judge_pod(&self, pod: &AuditedPod) -> (Vec<ReportResult>, Vec<key_state::BrokenKey>) {
-        let policies = self.inventory.policies();
-        let labels = self.inventory.namespace(&pod.namespace).labels;
-        let applicable = policy::applicable(&policies, &labels);
-        if applicable.is_empty() {
-            return (Vec::new(), Vec::new());
-        }
-        let (verdict, facts) = match &pod.image_uses {
-            Ok(uses) => self.judge.decide_with_facts(&policies, &labels, uses).await,
-            Err(_) => Default::default(),
-        };
-        let mut results = results::pod_results(pod, &applicable, &verdict, &facts);
-        let broken = key_state::broken_keys(pod, &facts);
-        results.extend(key_state::result(pod, &broken));
-        (results, broken)
-    }
-
     async fn publish(
         &self,
         desired: BTreeMap<String, Vec<ReportResult>>,
     ) -> Result<Published, kube::Error> {
         let previous = writer::existing(self.client.clone()).await?;
         writer::publish(self.client.clone(), &previous, desired, now()).await
-    }
-
-    fn record(&self, results: &[&ReportResult]) {
-        let keys: std::collections::BTreeSet<(&str, &str)> = results
-            .iter()
-            .filter(|r| r.policy == key_state::KEY_STATE_POLICY)
-            .filter_map(|r| {
-                Some((
-                    r.properties.get("kmsKey")?.as_str(),
-                    r.properties.get("keyState")?.as_str(),
-                ))
-            })
-            .collect();
-        self.metrics.unusable_keys.clear();
-        for (_, state) in keys {
-            self.metrics
-                .unusable_keys
-                .get_or_create(&metrics::KeyStateLabels {
-                    state: state.to_string(),
-                })
-                .inc();
-        }
-        self.metrics.results.clear();
-        for result in results {
-            self.metrics
-                .results
-                .get_or_create(&metrics::ResultLabels {
-                    result: result.result.as_str(),
-                    reason: result.rule.clone().unwrap_or_default(),
-                })
-                .inc();
-        }
     }
 
     /// Cycles forever, one every `interval` (measured start to start).

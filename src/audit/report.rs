@@ -19,9 +19,53 @@ pub const REPORT_NAME: &str = "ecr-guard";
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "ecr-guard");
 /// Value of every result's `source`.
 pub const SOURCE: &str = "ecr-guard";
-/// Most results in one report: past it, Pods of one workload are aggregated.
+/// Most results in one report: past it, Pods of one workload are aggregated,
+/// and what is still over is split into parts named `ecr-guard-2`, `ecr-guard-3`, ….
 /// Keeps a report far below etcd's 1.5 MiB object limit.
 pub const MAX_RESULTS: usize = 1000;
+
+/// The name of a namespace's `index`th report (0-based): `ecr-guard`, then
+/// `ecr-guard-2`, `ecr-guard-3`, ….
+pub fn part_name(index: usize) -> String {
+    if index == 0 {
+        REPORT_NAME.to_string()
+    } else {
+        format!("{REPORT_NAME}-{}", index + 1)
+    }
+}
+
+/// Whether `name` is one of ours: [`REPORT_NAME`] or a later part's.
+pub fn is_part_name(name: &str) -> bool {
+    name == REPORT_NAME
+        || name
+            .strip_prefix(REPORT_NAME)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A namespace's reports: its results (sorted, timestamps kept from `previous`
+/// as [`ReportBody::new`] does) cut into parts of at most [`MAX_RESULTS`], each
+/// with its own summary, by name. One part for up to [`MAX_RESULTS`] results.
+pub fn parts(
+    results: Vec<ReportResult>,
+    previous: Option<&ReportBody>,
+    now: Timestamp,
+) -> Vec<(String, ReportBody)> {
+    let all = ReportBody::new(results, previous, now);
+    all.results
+        .chunks(MAX_RESULTS)
+        .enumerate()
+        .map(|(index, chunk)| {
+            (
+                part_name(index),
+                ReportBody {
+                    summary: Summary::of(chunk),
+                    results: chunk.to_vec(),
+                },
+            )
+        })
+        .collect()
+}
 
 /// The outcome of one (Pod, policy) pair, as the schema spells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -199,13 +243,13 @@ impl ReportBody {
         }
     }
 
-    /// The whole object for a server-side apply into `namespace`.
-    pub fn to_object(&self, namespace: &str) -> serde_json::Value {
+    /// The whole object for a server-side apply into `namespace` as `name`.
+    pub fn to_object(&self, namespace: &str, name: &str) -> serde_json::Value {
         serde_json::json!({
             "apiVersion": API_VERSION,
             "kind": KIND,
             "metadata": {
-                "name": REPORT_NAME,
+                "name": name,
                 "namespace": namespace,
                 "labels": {MANAGED_BY.0: MANAGED_BY.1},
             },
@@ -308,6 +352,23 @@ mod tests {
     }
 
     #[test]
+    fn over_the_limit_results_are_split_into_named_parts() {
+        let results: Vec<_> = (0..MAX_RESULTS * 2 + 1)
+            .map(|n| result("a", &format!("p{n:05}"), Outcome::Pass))
+            .collect();
+        let parts = parts(results, None, Timestamp::default());
+        let names: Vec<&str> = parts.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["ecr-guard", "ecr-guard-2", "ecr-guard-3"]);
+        assert_eq!(parts[0].1.results.len(), MAX_RESULTS);
+        assert_eq!(parts[0].1.summary.pass, MAX_RESULTS as u64);
+        assert_eq!(parts[2].1.results.len(), 1);
+        assert!(names.iter().all(|n| is_part_name(n)));
+        assert!(
+            !is_part_name("ecr-guard-x") && !is_part_name("ecr-guard-") && !is_part_name("other")
+        );
+    }
+
+    #[test]
     fn the_object_has_the_schema_s_shape() {
         let body = ReportBody::new(
             vec![result("a", "p1", Outcome::Pass)],
@@ -317,7 +378,7 @@ mod tests {
                 nanos: 0,
             },
         );
-        let object = body.to_object("payments");
+        let object = body.to_object("payments", REPORT_NAME);
         assert_eq!(object["apiVersion"], "wgpolicyk8s.io/v1alpha2");
         assert_eq!(
             object["metadata"]["labels"]["app.kubernetes.io/managed-by"],

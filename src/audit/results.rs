@@ -233,6 +233,7 @@ mod tests {
                 manager: KeyManager::Customer,
                 state,
                 rotation: Rotation::Enabled,
+                deletion_date: None,
             })),
         }))
     }

@@ -4,6 +4,7 @@
 //! and `policy` (which judges them). They carry only what the rules need.
 
 use std::fmt;
+use std::time::SystemTime;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -136,6 +137,36 @@ pub struct KeyFacts {
     pub manager: KeyManager,
     pub state: KeyState,
     pub rotation: Rotation,
+    /// DescribeKey's `KeyMetadata.DeletionDate`: when KMS deletes a
+    /// `PendingDeletion` key. `None` when KMS did not report one (or one this
+    /// version cannot read): for a `PendingDeletion` key that means the date is
+    /// unknown, never "now" or any other default.
+    pub deletion_date: Option<SystemTime>,
+}
+
+impl KeyFacts {
+    /// The deletion date as a UTC calendar day (`2026-12-14`), when known.
+    pub fn deletion_day(&self) -> Option<String> {
+        self.deletion_date.map(utc_day)
+    }
+}
+
+/// `2026-12-14`: the UTC calendar day of `time`.
+pub fn utc_day(time: SystemTime) -> String {
+    match k8s_openapi::jiff::Timestamp::try_from(time) {
+        Ok(ts) => ts.strftime("%Y-%m-%d").to_string(),
+        // Outside jiff's range (years -9999..=9999): no real KMS date is.
+        Err(_) => "an unrepresentable date".to_string(),
+    }
+}
+
+/// Whole days from `now` until `date`, rounded up (a key deleted in 14 days and
+/// one hour has 15 days left), 0 once the date has passed.
+pub fn days_until(date: SystemTime, now: SystemTime) -> u64 {
+    match date.duration_since(now) {
+        Ok(left) => left.as_secs().div_ceil(86_400),
+        Err(_) => 0,
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

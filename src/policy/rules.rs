@@ -222,10 +222,15 @@ fn check_usable(policy: &str, c: &Checks, repo: &EcrRepository, key: &KeyFacts) 
             },
         )
     } else {
+        // The deletion date when KMS reported one: how long until it is final.
+        let when = match (&key.state, key.deletion_day()) {
+            (KeyState::PendingDeletion, Some(day)) => format!(" (to be deleted on {day})"),
+            _ => String::new(),
+        };
         (
             Reason::KeyUnusable,
             format!(
-                "KMS key {arn} of repository {} is {}, so pulls from it fail",
+                "KMS key {arn} of repository {} is {}{when}, so pulls from it fail",
                 repo.name, key.state
             ),
             Hint::for_key_state(&key.state, arn, key_region(arn)),

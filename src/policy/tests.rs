@@ -41,6 +41,7 @@ fn key(arn: &str, manager: KeyManager, state: KeyState, rotation: Rotation) -> O
         manager,
         state,
         rotation,
+        deletion_date: None,
     }))
 }
 
@@ -291,6 +292,39 @@ fn each_problem_gets_its_remediation_hint(#[case] lookup: Lookup, #[case] expect
         .denial_message()
         .unwrap();
     assert!(message.contains(expected), "{message}");
+}
+
+#[test]
+fn a_pending_deletion_denial_names_the_deletion_date_when_kms_reported_it() {
+    let p = policy("p", "rules: {requireUsableKey: true}");
+    // 2026-12-14T00:00:00Z
+    let date = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_797_206_400);
+    let dated = Ok(RepositoryLookup::Found(RepositoryFacts {
+        encryption_type: EncryptionType::Kms,
+        kms_key: Some(KeyLookup::Known(KeyFacts {
+            arn: "arn:aws:kms:us-east-1:123456789012:key/1111".into(),
+            manager: KeyManager::Customer,
+            state: KeyState::PendingDeletion,
+            rotation: Rotation::Enabled,
+            deletion_date: Some(date),
+        })),
+    }));
+    let message = judge(std::slice::from_ref(&p), dated, Options::default())
+        .denial_message()
+        .unwrap();
+    assert!(
+        message.contains("is PendingDeletion (to be deleted on 2026-12-14), so pulls from it fail"),
+        "{message}"
+    );
+    // Unknown date: nothing made up.
+    let undated = cmk(Rotation::Enabled, KeyState::PendingDeletion);
+    let message = judge(&[p], undated, Options::default())
+        .denial_message()
+        .unwrap();
+    assert!(
+        message.contains("is PendingDeletion, so pulls"),
+        "{message}"
+    );
 }
 
 /// Every fact ecr-guard could fail to learn, with the reason (the metric

@@ -348,11 +348,17 @@ impl Aws {
             KeyManager::Aws => Rotation::AwsManaged,
             KeyManager::Customer => self.rotation(&kms, &arn, deadline).await?,
         };
+        // Reported for PendingDeletion keys only; one we cannot read stays
+        // unknown rather than becoming a made-up date.
+        let deletion_date = metadata
+            .deletion_date()
+            .and_then(|date| std::time::SystemTime::try_from(*date).ok());
         Ok(KeyLookup::Known(KeyFacts {
             arn,
             manager,
             state,
             rotation,
+            deletion_date,
         }))
     }
 

@@ -557,6 +557,7 @@ mod tests {
                 manager: KeyManager::Customer,
                 state: KeyState::Enabled,
                 rotation: Rotation::Enabled,
+                deletion_date: None,
             })),
         })
     }

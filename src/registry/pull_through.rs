@@ -189,6 +189,7 @@ pub(crate) fn planned_encryption(
             manager: KeyManager::Aws,
             state: KeyState::Enabled,
             rotation: Rotation::AwsManaged,
+            deletion_date: None,
         })),
     };
     (template.encryption_type, key)
