@@ -671,15 +671,23 @@ async fn expired_answer_is_served_while_aws_fails_and_fresh_data_returns_after_r
     assert!(s.metric(r#"ecr_guard_cache_requests_total{cache="key",result="stale"}"#) >= 1.0);
     // The failing refresh runs in its own task (the stale answer may be served at
     // the deadline while SDK retries still go on under load): wait for it to end.
-    let failed = || {
-        s.metric(r#"ecr_guard_aws_calls_total{api="DescribeRepositories",outcome="error"}"#)
-            + s.metric(r#"ecr_guard_aws_calls_total{api="DescribeRepositories",outcome="timeout"}"#)
+    // Both refreshes (the repository's and the key's) must have ended: a key
+    // refresh still retrying when AWS recovers would fail on its earlier
+    // attempts and serve the stale key once more.
+    let failed = |api: &str| {
+        s.metric(&format!(
+            r#"ecr_guard_aws_calls_total{{api="{api}",outcome="error"}}"#
+        )) + s.metric(&format!(
+            r#"ecr_guard_aws_calls_total{{api="{api}",outcome="timeout"}}"#
+        ))
     };
-    let waited = Instant::now();
-    while failed() < 1.0 && waited.elapsed() < Duration::from_secs(10) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    for api in ["DescribeRepositories", "DescribeKey"] {
+        let waited = Instant::now();
+        while failed(api) < 1.0 && waited.elapsed() < Duration::from_secs(20) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(failed(api) >= 1.0, "the failed {api} refresh is counted");
     }
-    assert!(failed() >= 1.0, "the failed refresh is counted");
 
     // AWS recovers: fresh data again.
     s.proxy.clear_faults();
