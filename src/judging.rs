@@ -186,17 +186,26 @@ impl Judge {
             return (Verdict::default(), HashMap::new());
         }
         let repositories = policy::repositories_to_look_up(&applicable, image_uses);
-        let facts = if repositories.is_empty() {
-            HashMap::new()
-        } else {
-            let own = Instant::now() + self.lookup_timeout;
-            let deadline = CALLER_DEADLINE
-                .try_with(|caller| own.min(*caller))
-                .unwrap_or(own);
-            self.facts.lookup_all(repositories, deadline).await
-        };
+        let facts = self.look_up(repositories).await;
         let verdict = policy::evaluate(&applicable, image_uses, &facts, self.options);
         (verdict, facts)
+    }
+
+    /// The facts of these repositories, whatever the policies say: the audit
+    /// warns of an unusable key behind any running Pod, judged by a policy or
+    /// not. Lookups end by the same deadline as [`Judge::decide`]'s.
+    pub async fn look_up(
+        &self,
+        repositories: BTreeSet<EcrRepository>,
+    ) -> HashMap<EcrRepository, Lookup> {
+        if repositories.is_empty() {
+            return HashMap::new();
+        }
+        let own = Instant::now() + self.lookup_timeout;
+        let deadline = CALLER_DEADLINE
+            .try_with(|caller| own.min(*caller))
+            .unwrap_or(own);
+        self.facts.lookup_all(repositories, deadline).await
     }
 }
 

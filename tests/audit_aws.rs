@@ -302,6 +302,48 @@ async fn a_key_disabled_or_scheduled_for_deletion_after_admission_fails_the_next
     assert!(events.is_empty(), "one Event per workload, key and state");
 }
 
+/// The key-state warning holds whatever the policies: a Pod no policy judges
+/// (here: no policy at all) still gets the failing result, the Event and the
+/// days-left series when its repository's key is scheduled for deletion.
+#[tokio::test]
+async fn an_unusable_key_is_reported_for_a_pod_no_policy_judges() {
+    let moto = Moto::start().await;
+    let key = moto.create_key(US).await;
+    let repo = moto
+        .create_repository(US, "payments/api", Encryption::Kms(key.arn.clone()))
+        .await;
+    let image = format!(
+        "{}.dkr.ecr.{US}.amazonaws.com/{}:1",
+        repo.account, repo.name
+    );
+    let (auditor, mut api) = auditor(&moto, inventory_of(vec![]).0);
+
+    // A usable key and no policy: nothing to report, nothing written.
+    let (summary, applied, events) =
+        serve_cycle(&auditor, &mut api, vec![pod(&image)], vec![]).await;
+    assert_eq!(summary.exit_code(), 0, "{summary}");
+    assert!(applied.is_empty() && events.is_empty());
+
+    moto.schedule_key_deletion(&key).await;
+    tokio::time::sleep(INTERVAL * 2).await;
+    let (summary, applied, events) =
+        serve_cycle(&auditor, &mut api, vec![pod(&image)], vec![]).await;
+    assert_eq!(summary.exit_code(), 1, "{summary}");
+    assert_eq!(events.len(), 1);
+    assert_eq!(applied.len(), 1);
+    let found = findings(&applied[0]);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        (
+            found[0].0.as_str(),
+            found[0].1.as_str(),
+            found[0].2.as_str()
+        ),
+        ("ecr-guard-kms-key-state", "fail", "key_pending_deletion")
+    );
+    assert_eq!(days_left_series(&auditor).as_deref(), Some("7"));
+}
+
 #[tokio::test]
 async fn rotation_turned_off_fails_enforce_warns_warn_and_a_new_policy_adds_results() {
     let moto = Moto::start().await;

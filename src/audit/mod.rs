@@ -18,7 +18,7 @@ pub mod report;
 pub mod results;
 pub mod writer;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -33,6 +33,7 @@ pub use metrics::AuditMetrics;
 use self::pods::AuditedPod;
 use self::report::{Outcome, ReportResult, Summary, Timestamp};
 use self::writer::Published;
+use crate::image::EcrRepository;
 use crate::inventory::Inventory;
 use crate::judging::Judge;
 use crate::policy;
@@ -188,14 +189,23 @@ async fn judge_pod(
     let policies = inventory.policies();
     let labels = inventory.namespace(&pod.namespace).labels;
     let applicable = policy::applicable(&policies, &labels);
-    if applicable.is_empty() {
-        return (Vec::new(), Vec::new());
-    }
-    let (verdict, facts) = match &pod.image_uses {
-        Ok(uses) => judge.decide_with_facts(&policies, &labels, uses).await,
-        Err(_) => Default::default(),
+    let uses = pod.image_uses.as_deref().unwrap_or_default();
+    let (mut results, mut facts) = if applicable.is_empty() {
+        (Vec::new(), HashMap::new())
+    } else {
+        let (verdict, facts) = judge.decide_with_facts(&policies, &labels, uses).await;
+        let results = results::pod_results(pod, &applicable, &verdict, &facts);
+        (results, facts)
     };
-    let mut results = results::pod_results(pod, &applicable, &verdict, &facts);
+    // An unusable key breaks pulls whatever the policies say: the repositories
+    // no policy needed are looked up too (from the cache, most often).
+    let unjudged: BTreeSet<EcrRepository> = uses
+        .iter()
+        .filter_map(|u| u.ecr_repository())
+        .filter(|repo| !facts.contains_key(*repo))
+        .cloned()
+        .collect();
+    facts.extend(judge.look_up(unjudged).await);
     let broken = key_state::broken_keys(pod, &facts, now);
     results.extend(key_state::result(pod, &broken));
     (results, broken)
