@@ -12,6 +12,12 @@
 //! violation reasons, each joined with `;`; `allowed` is `true` or `false`.
 //! Pull-through rules, the summary, the cost and the errors are not rows: read
 //! them in another format. Quoting is RFC 4180, by the csv crate.
+//!
+//! No cell is free text: names, policies and key ARNs are validated by ECR,
+//! Kubernetes and KMS to start with a letter or digit (or `arn:`), and codes
+//! and reasons are ours, so no cell can start with `=`, `+`, `-` or `@` and be
+//! read as a formula by a spreadsheet. (The messages, which could, are left to
+//! the other formats.)
 
 use serde::Serialize;
 
