@@ -411,7 +411,8 @@ fn customer_key_metadata(arn: &str, edit: impl FnOnce(&mut serde_json::Value)) -
     answer.to_string()
 }
 
-/// Issue 14, fault 8, at the registry: a fact AWS leaves out of its answer, or
+/// Issue 14, fault 8, at the registry: a fact AWS leaves out of its answer (the
+/// key state or manager, the rotation status), or
 /// gives in a form this version does not know, is unknown (or the lookup fails),
 /// never a default value. The proxy answers DescribeKey or DescribeRepositories
 /// in AWS's place with an edited answer; ECR, the SDK's parsing and the rest are
@@ -489,6 +490,37 @@ async fn a_fact_aws_leaves_out_or_words_unknowably_is_unknown_never_a_default() 
                 assert!(reason.contains(said), "{said}: {reason}");
             }
             other => panic!("{said}: expected an unknown key, got {other:?}"),
+        }
+    }
+
+    // GetKeyRotationStatus without KeyRotationEnabled: the SDK reads `false`,
+    // but nothing was said, so rotation is unknown, not disabled. Said, it is read.
+    for (answer, expected) in [
+        (
+            serde_json::json!({"KeyId": key.arn}),
+            "KMS answered GetKeyRotationStatus without KeyRotationEnabled",
+        ),
+        (
+            serde_json::json!({"KeyId": key.arn, "KeyRotationEnabled": false}),
+            "disabled",
+        ),
+    ] {
+        s.proxy.clear_faults();
+        s.proxy.set_fault_for(
+            GET_KEY_ROTATION_STATUS,
+            Fault::Answer {
+                status: 200,
+                body: answer.to_string(),
+            },
+        );
+        let facts = found(s.registry.lookup(&repo, deadline()).await);
+        let rotation = &known_key(&facts).rotation;
+        match expected {
+            "disabled" => assert_eq!(rotation, &Rotation::Disabled),
+            reason => assert_eq!(
+                rotation,
+                &Rotation::Unknown(reason.to_owned(), Unlearnt::Unreported)
+            ),
         }
     }
 
