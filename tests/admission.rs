@@ -679,3 +679,120 @@ async fn a_body_over_the_limit_without_a_declared_length_gets_the_json_413() {
         "streamed oversize",
     );
 }
+
+/// Log lines written while a test runs, through a `tracing` subscriber of its own.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl Captured {
+    fn lines(&self) -> Vec<String> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+}
+
+/// Issue 14, fault 4: a refused request (a body over the limit among them) is
+/// logged once, one warning with its status and message, at the levels a
+/// deployment shows; verdicts are no refusals.
+#[tokio::test]
+async fn each_refused_request_is_logged_once_with_its_status_and_message() {
+    use tracing::instrument::WithSubscriber;
+    let mut settings = Settings::new(STRICT).namespace("demo:tier=regulated");
+    settings.max_body_bytes = 64 * 1024;
+    let hook = Hook::start(settings);
+    let captured = Captured::default();
+    let dispatch = tracing::Dispatch::new(
+        tracing_subscriber::fmt()
+            .with_writer(captured.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish(),
+    );
+
+    let oversize = Body::from(vec![b' '; 65 * 1024]);
+    let (got, _) = hook
+        .post_bytes("/validate", oversize)
+        .with_subscriber(dispatch.clone())
+        .await;
+    assert_eq!(got, StatusCode::PAYLOAD_TOO_LARGE);
+    let streamed: Vec<Result<Bytes, std::io::Error>> = (0..2)
+        .map(|_| Ok(Bytes::from(vec![b' '; 40 * 1024])))
+        .collect();
+    let (got, _) = hook
+        .post_bytes(
+            "/validate",
+            Body::from_stream(futures::stream::iter(streamed)),
+        )
+        .with_subscriber(dispatch.clone())
+        .await;
+    assert_eq!(got, StatusCode::PAYLOAD_TOO_LARGE);
+    let (got, _) = hook
+        .post_bytes("/validate", b"[1]".to_vec())
+        .with_subscriber(dispatch.clone())
+        .await;
+    assert_eq!(got, StatusCode::BAD_REQUEST);
+    let (got, _) = hook
+        .post_bytes("/mutate", b"{}".to_vec())
+        .with_subscriber(dispatch.clone())
+        .await;
+    assert_eq!(got, StatusCode::NOT_FOUND);
+    // Verdicts, allowed and denied, are not refusals.
+    for image in [good(), bad()] {
+        hook.review(&workload_review("", "Pod", "pods", &image))
+            .with_subscriber(dispatch.clone())
+            .await;
+    }
+
+    let lines = captured.lines();
+    let refused: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("refused a request to the webhook port"))
+        .collect();
+    assert_eq!(refused.len(), 4, "{lines:#?}");
+    for (line, status, message) in [
+        (
+            refused[0],
+            413,
+            "request body of 66560 bytes is larger than the 65536 bytes",
+        ),
+        (
+            refused[1],
+            413,
+            "request body is larger than the 65536 bytes",
+        ),
+        (refused[2], 400, "request body is not an AdmissionReview"),
+        (refused[3], 404, "no such path \"/mutate\""),
+    ] {
+        assert!(line.contains(" WARN "), "{line}");
+        assert!(line.contains(&format!("status={status}")), "{line}");
+        assert!(line.contains(message), "{line}");
+    }
+    // Once: no other line repeats a refusal's message.
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("larger than the 65536 bytes"))
+            .count(),
+        2,
+        "{lines:#?}"
+    );
+}

@@ -424,6 +424,172 @@ async fn rotation_status_that_cannot_be_read_is_unknown_rotation() {
     );
 }
 
+/// DescribeKey's answer for `arn` as KMS gives it for a customer-managed key,
+/// its KeyMetadata then changed by `edit`.
+fn customer_key_metadata(arn: &str, edit: impl FnOnce(&mut serde_json::Value)) -> String {
+    let mut answer: serde_json::Value = serde_json::from_str(&aws_ecr_key_metadata(arn)).unwrap();
+    let metadata = &mut answer["KeyMetadata"];
+    metadata["KeyManager"] = "CUSTOMER".into();
+    metadata["Description"] = "".into();
+    edit(metadata);
+    answer.to_string()
+}
+
+/// Issue 14, fault 8, at the registry: a fact AWS leaves out of its answer (the
+/// key state or manager, the rotation status), or
+/// gives in a form this version does not know, is unknown (or the lookup fails),
+/// never a default value. The proxy answers DescribeKey or DescribeRepositories
+/// in AWS's place with an edited answer; ECR, the SDK's parsing and the rest are
+/// real. (What each unknown is judged as: `policy::tests::a_fact_not_learnt_has_its_own_reason_and_hint`.)
+#[tokio::test]
+async fn a_fact_aws_leaves_out_or_words_unknowably_is_unknown_never_a_default() {
+    // Nothing cached: each case below is a fresh lookup.
+    let s = Stack::start(RegistryConfig {
+        cache_ttl: Duration::ZERO,
+        negative_cache_ttl: Duration::ZERO,
+        stale_ttl: Duration::ZERO,
+        ..RegistryConfig::default()
+    })
+    .await;
+    let key = s.moto.create_key(US).await;
+    s.moto.enable_key_rotation(&key).await;
+    let repo = s
+        .moto
+        .create_repository(US, "team/edited", Encryption::Kms(key.arn.clone()))
+        .await;
+    // Each case replaces the last (the proxy's first matching rule wins).
+    let describe_key_answers = |edit: fn(&mut serde_json::Value)| {
+        s.proxy.clear_faults();
+        s.proxy.set_fault_for(
+            DESCRIBE_KEY,
+            Fault::Answer {
+                status: 200,
+                body: customer_key_metadata(&key.arn, edit),
+            },
+        );
+    };
+
+    // The unedited answer: every fact known (the baseline the cases change).
+    describe_key_answers(|_| {});
+    let facts = found(s.registry.lookup(&repo, deadline()).await);
+    assert_eq!(
+        known_key(&facts),
+        &KeyFacts {
+            arn: key.arn.clone(),
+            manager: KeyManager::Customer,
+            state: KeyState::Enabled,
+            rotation: Rotation::Enabled,
+        }
+    );
+
+    // No KeyState: the state is unreported, not Enabled and not unusable.
+    describe_key_answers(|m| {
+        m.as_object_mut().unwrap().remove("KeyState");
+    });
+    let facts = found(s.registry.lookup(&repo, deadline()).await);
+    assert_eq!(known_key(&facts).state, KeyState::Unreported);
+
+    // A state this version has no name for is kept verbatim (and is not Enabled).
+    describe_key_answers(|m| m["KeyState"] = "Updating".into());
+    let facts = found(s.registry.lookup(&repo, deadline()).await);
+    assert_eq!(known_key(&facts).state, KeyState::Other("Updating".into()));
+
+    // No KeyManager, or one this version does not know: not "customer", not
+    // "AWS" (which would skip the rotation question), but an unknown key.
+    for (edit, said) in [
+        (
+            (|m: &mut serde_json::Value| {
+                m.as_object_mut().unwrap().remove("KeyManager");
+            }) as fn(&mut serde_json::Value),
+            "no KeyManager",
+        ),
+        (|m| m["KeyManager"] = "PARTNER".into(), "\"PARTNER\""),
+    ] {
+        describe_key_answers(edit);
+        let facts = found(s.registry.lookup(&repo, deadline()).await);
+        match facts.kms_key {
+            Some(KeyLookup::Unknown { arn, reason, cause }) => {
+                assert_eq!(cause, Unlearnt::Unreported, "{said}");
+                assert_eq!(arn, key.arn);
+                assert!(reason.contains(said), "{said}: {reason}");
+            }
+            other => panic!("{said}: expected an unknown key, got {other:?}"),
+        }
+    }
+
+    // GetKeyRotationStatus without KeyRotationEnabled: the SDK reads `false`,
+    // but nothing was said, so rotation is unknown, not disabled. Said, it is read.
+    for (answer, expected) in [
+        (
+            serde_json::json!({"KeyId": key.arn}),
+            "KMS answered GetKeyRotationStatus without KeyRotationEnabled",
+        ),
+        (
+            serde_json::json!({"KeyId": key.arn, "KeyRotationEnabled": false}),
+            "disabled",
+        ),
+    ] {
+        s.proxy.clear_faults();
+        s.proxy.set_fault_for(
+            GET_KEY_ROTATION_STATUS,
+            Fault::Answer {
+                status: 200,
+                body: answer.to_string(),
+            },
+        );
+        let facts = found(s.registry.lookup(&repo, deadline()).await);
+        let rotation = &known_key(&facts).rotation;
+        match expected {
+            "disabled" => assert_eq!(rotation, &Rotation::Disabled),
+            reason => assert_eq!(
+                rotation,
+                &Rotation::Unknown(reason.to_owned(), Unlearnt::Unreported)
+            ),
+        }
+    }
+
+    // No KeyMetadata at all: an answer that cannot be read fails the lookup.
+    s.proxy.clear_faults();
+    s.proxy.set_fault_for(
+        DESCRIBE_KEY,
+        Fault::Answer {
+            status: 200,
+            body: "{}".into(),
+        },
+    );
+    match s.registry.lookup(&repo, deadline()).await {
+        Err(LookupFailure::Unrecognised(message)) => {
+            assert!(message.contains("without key metadata"), "{message}")
+        }
+        other => panic!("expected an unrecognised answer, got {other:?}"),
+    }
+
+    // An encryption type ECR may add later is not read as any type we know.
+    s.proxy.clear_faults();
+    s.proxy.set_fault_for(
+        DESCRIBE_REPOSITORIES,
+        Fault::Answer {
+            status: 200,
+            body: serde_json::json!({"repositories": [{
+                "repositoryArn": format!("arn:aws:ecr:{US}:{ACCOUNT}:repository/team/edited"),
+                "registryId": ACCOUNT,
+                "repositoryName": "team/edited",
+                "repositoryUri": format!("{ACCOUNT}.dkr.ecr.{US}.amazonaws.com/team/edited"),
+                "createdAt": 1.7e9,
+                "imageTagMutability": "MUTABLE",
+                "encryptionConfiguration": {"encryptionType": "AES512"},
+            }]})
+            .to_string(),
+        },
+    );
+    match s.registry.lookup(&repo, deadline()).await {
+        Err(LookupFailure::Unrecognised(message)) => {
+            assert!(message.contains("\"AES512\""), "{message}")
+        }
+        other => panic!("expected an unrecognised answer, got {other:?}"),
+    }
+}
+
 // --- where the repository and key live --------------------------------------
 
 #[tokio::test]

@@ -220,9 +220,18 @@ async fn readyz_waits_for_aws_credentials_and_healthz_answers_meanwhile() {
         .env("HOME", dir.path())
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_REGION", "us-east-1")
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines, said) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut ready = None;
     while Instant::now() < deadline {
@@ -233,6 +242,35 @@ async fn readyz_waits_for_aws_credentials_and_healthz_answers_meanwhile() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(ready, Some(503));
+    // Issue 14, fault 10: stderr says plainly that no credentials were found and
+    // where they were looked for, in one line; none of the credential chain's
+    // `Debug` dumps.
+    let mut seen = Vec::new();
+    let why = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match said.recv_timeout(left) {
+            Ok(line) if line.contains("AWS not ready") => break line,
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("never said why AWS is not ready: {seen:#?}"),
+        }
+    };
+    assert!(
+        why.contains(
+            "failed to find AWS credentials: looked in environment variables \
+             (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), the shared config and credentials files"
+        ),
+        "{why}"
+    );
+    for line in seen.iter().chain([&why]) {
+        for dump in [
+            "FailedToLoadToken(",
+            "SdkBody",
+            "ServiceError {",
+            "source: ",
+        ] {
+            assert!(!line.contains(dump), "{dump} in {line}");
+        }
+    }
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -324,6 +324,85 @@ async fn a_client_that_reads_late_still_gets_the_413_not_a_reset() {
     sender.await.unwrap().expect("the whole body was sent");
 }
 
+/// Issue 14, fault 5, HTTP/2's half, seen with the h2 crate itself (hyper's
+/// client hides how a stream ends): a client still sending a body over the limit
+/// gets the whole JSON 413 (the stream ended by the server), then the stream is
+/// reset with NO_ERROR, which RFC 9113 §8.1 gives for "stop sending, the
+/// response is complete" and Go's client (the API server's) accepts; the
+/// connection serves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_http2_the_whole_413_comes_first_then_a_no_error_reset() {
+    let (_moto, proxy) = aws().await;
+    let mut settings = Settings::new(STRICT);
+    settings.max_body_bytes = 64 * 1024;
+    let hook = Webhook::start(proxy.endpoint(), settings).await;
+    let tcp = tokio::net::TcpStream::connect(hook.addr).await.unwrap();
+    let tls = https::h2_connector(&hook.ca)
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let (client, connection) = h2::client::handshake(tls).await.unwrap();
+    let driver = tokio::spawn(connection);
+    let post = || {
+        hyper::Request::post("https://localhost/validate")
+            .header("content-type", "application/json")
+            .body(())
+            .unwrap()
+    };
+
+    let mut client = client.ready().await.unwrap();
+    let (response, mut sending) = client.send_request(post(), false).unwrap();
+    // 4 MiB queued, sent as flow control lets it go; the stream is never ended.
+    sending
+        .send_data(bytes::Bytes::from(vec![b' '; 4 * 1024 * 1024]), false)
+        .unwrap();
+    let response = response.await.unwrap();
+    assert_eq!(response.status(), 413);
+    let mut body = response.into_body();
+    let mut answer = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.expect("the answer is read whole, not cut by the reset");
+        let _ = body.flow_control().release_capacity(chunk.len());
+        answer.extend_from_slice(&chunk);
+    }
+    assert!(
+        body.is_end_stream(),
+        "the server ended its side of the stream"
+    );
+    let answer: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(answer["response"]["status"]["code"], 413, "{answer}");
+    assert_eq!(
+        answer["response"]["status"]["reason"], "RequestEntityTooLarge",
+        "{answer}"
+    );
+    let reset = std::future::poll_fn(|cx| sending.poll_reset(cx))
+        .await
+        .unwrap();
+    assert_eq!(reset, h2::Reason::NO_ERROR);
+
+    // The connection carries on.
+    let review = serde_json::to_vec(&workload_review("", "Pod", "pods", "nginx")).unwrap();
+    let mut client = client.ready().await.unwrap();
+    let (response, mut sending) = client.send_request(post(), false).unwrap();
+    sending.send_data(bytes::Bytes::from(review), true).unwrap();
+    let response = response.await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut answer = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+        answer.extend_from_slice(&chunk);
+    }
+    let answer: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    drop(client);
+    driver.abort();
+}
+
 /// POSTs `review` to `/validate?{query}` and returns the AdmissionResponse, giving
 /// up after a minute (far longer than any deadline these tests set, far shorter
 /// than their lookup timeouts).

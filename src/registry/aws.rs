@@ -25,6 +25,7 @@ use tokio::time::{Instant, timeout_at};
 
 use super::accounts::{Accounts, ClientSet, RegionClients};
 use super::call_error::{CallError, classify};
+use super::field_reported::FieldReported;
 use super::metrics::{Api, Outcome, RegistryMetrics};
 use super::roles::AssumeRoles;
 use crate::image::EcrRepository;
@@ -368,6 +369,9 @@ impl Aws {
         arn: &str,
         deadline: Instant,
     ) -> Result<Rotation, LookupFailure> {
+        // The SDK reads an absent `KeyRotationEnabled` as false (the KMS model's
+        // default): whether KMS sent it is seen in the answer itself.
+        let reported = FieldReported::new("KeyRotationEnabled");
         let answer = self
             .call(
                 Api::GetKeyRotationStatus,
@@ -380,13 +384,16 @@ impl Aws {
                         .config_override(
                             aws_sdk_kms::config::Builder::default().timeout_config(timeouts),
                         )
+                        .interceptor(reported.clone())
                         .send()
                 },
             )
             .await;
         match answer {
-            // The SDK reads an absent `KeyRotationEnabled` as false (the KMS
-            // model's default); KMS always sends it.
+            Ok(_) if !reported.seen() => Ok(Rotation::Unknown(
+                "KMS answered GetKeyRotationStatus without KeyRotationEnabled".into(),
+                Unlearnt::Unreported,
+            )),
             Ok(output) if output.key_rotation_enabled() => Ok(Rotation::Enabled),
             Ok(_) => Ok(Rotation::Disabled),
             // Definite answers (denied by the key policy, unsupported key spec…)

@@ -18,6 +18,7 @@ mod cache;
 mod call_error;
 mod credentials;
 mod error;
+mod field_reported;
 mod metrics;
 mod pull_through;
 pub mod roles;

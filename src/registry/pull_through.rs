@@ -586,4 +586,63 @@ mod tests {
             Err(PullThroughCause::OtherAccount { own: None })
         );
     }
+
+    /// A template's encryption as ECR describes it (issue 14, fault 8): no
+    /// configuration is ECR's documented default (AES256), but an encryption
+    /// type this version does not know is a failure to read the template,
+    /// never a guess.
+    #[test]
+    fn a_templates_encryption_is_read_and_an_unknown_type_is_no_guess() {
+        use aws_sdk_ecr::types::{
+            EncryptionConfigurationForRepositoryCreationTemplate as Encryption,
+            EncryptionType as EcrType,
+        };
+        let with = |ty: Option<EcrType>, key: Option<&str>| {
+            let mut t = RepositoryCreationTemplate::builder()
+                .prefix("docker-hub")
+                .applied_for(RctAppliedFor::PullThroughCache);
+            if let Some(ty) = ty {
+                t = t.encryption_configuration(
+                    Encryption::builder()
+                        .encryption_type(ty)
+                        .set_kms_key(key.map(str::to_owned))
+                        .build()
+                        .unwrap(),
+                );
+            }
+            template_of(&t.build())
+        };
+        let read = |ty, key| with(ty, key).unwrap().unwrap();
+
+        let none = read(None, None);
+        assert_eq!(
+            (none.encryption_type, none.kms_key, none.for_pull_through),
+            (EncryptionType::Aes256, None, true)
+        );
+        let kms = read(Some(EcrType::Kms), Some("arn:aws:kms:us-east-1:1:key/k"));
+        assert_eq!(
+            (kms.encryption_type, kms.kms_key.as_deref()),
+            (EncryptionType::Kms, Some("arn:aws:kms:us-east-1:1:key/k"))
+        );
+        let dsse = read(Some(EcrType::KmsDsse), None);
+        assert_eq!(
+            (dsse.encryption_type, dsse.kms_key),
+            (EncryptionType::KmsDsse, None)
+        );
+
+        let unknown = with(Some(EcrType::from("AES512")), None);
+        assert_eq!(
+            unknown,
+            Err(LookupFailure::Unrecognised(
+                "repository creation template docker-hub has encryption type \"AES512\", \
+                 which this version of ecr-guard does not know"
+                    .to_owned()
+            ))
+        );
+        // Without a prefix there is nothing to match a repository against.
+        assert_eq!(
+            template_of(&RepositoryCreationTemplate::builder().build()),
+            Ok(None)
+        );
+    }
 }
