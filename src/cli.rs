@@ -113,7 +113,7 @@ pub struct PolicySourceArgs {
     )]
     pub policy_files: Vec<PathBuf>,
     /// Labels of a namespace when running from files: NS:KEY=VALUE[,KEY=VALUE…]
-    /// (`NS:` for a namespace with no labels); repeatable. Names, keys and values
+    /// (`NS:kubernetes.io/metadata.name=NS` for one with no labels of its own); repeatable. Names, keys and values
     /// follow Kubernetes' rules; a namespace given twice gets both sets of labels.
     #[arg(
         long = "namespace-labels",

@@ -46,7 +46,7 @@ fn audit(dir: &Path, pods: Vec<Value>, extra: &[&str]) -> Output {
             "--namespace-labels",
             "demo:tier=regulated",
             "--namespace-labels",
-            "other:",
+            "other:kubernetes.io/metadata.name=other",
         ])
         .args(extra)
         .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")

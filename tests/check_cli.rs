@@ -452,13 +452,16 @@ async fn an_unknown_namespace_and_an_object_no_policy_judged_are_said() {
     );
     assert_eq!(report["results"][0]["decision"], "denied");
 
-    // `NS:` declares a known namespace with no labels: no warning, but the result
-    // still says that no policy applied.
+    // A namespace given with only its name label is known: no warning, but the
+    // result still says that no policy applied.
     let out = check(
         Some(&moto),
         &with(
             &base.map(String::from),
-            &["--namespace-labels", "payments:"],
+            &[
+                "--namespace-labels",
+                "payments:kubernetes.io/metadata.name=payments",
+            ],
         ),
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

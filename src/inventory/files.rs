@@ -232,8 +232,9 @@ fn parse_policy(
 
 /// Parses `NS:KEY=VALUE[,KEY=VALUE…]`, the labels of one namespace.
 ///
-/// `NS:` with nothing after it declares a namespace that has no labels (other
-/// than its name label): it is then known, unlike a namespace not given at all.
+/// At least one label is required: `NS:` alone is refused, because it is most
+/// often labels left out by mistake, and a namespace with no labels of its own
+/// is written as the API server labels it, `NS:kubernetes.io/metadata.name=NS`.
 /// The namespace must be a DNS-1123 label, each key a qualified name and each
 /// value a label value, as the API server requires ([`crate::k8s_names`]); a
 /// key given twice must have one value. Errors name what was wrong and the rule.
@@ -257,7 +258,10 @@ pub fn parse_namespace_labels(
     })?;
     let mut labels = BTreeMap::new();
     if rest.is_empty() {
-        return Ok((ns.to_string(), labels));
+        return Err(err(format!(
+            "no labels after '{ns}:' (for a namespace with no labels of its own, give the \
+             label the API server sets on every namespace: {ns}:kubernetes.io/metadata.name={ns})"
+        )));
     }
     for pair in rest.split(',') {
         if pair.is_empty() {
@@ -560,7 +564,8 @@ mod tests {
             Some("regulated")
         );
         assert_eq!(labels.len(), 2);
-        assert!(parse_namespace_labels("dev:").unwrap().1.is_empty());
+        let (_, labels) = parse_namespace_labels("dev:kubernetes.io/metadata.name=dev").unwrap();
+        assert_eq!(labels, name_only_labels("dev"));
     }
 
     #[test]
@@ -609,6 +614,10 @@ mod tests {
                 "an empty label (two ',' in a row, or a ',' at an end)",
             ),
             ("payments:a=b,,c=d", "an empty label"),
+            (
+                "payments:",
+                "no labels after 'payments:' (for a namespace with no labels of its own, give the label the API server sets on every namespace: payments:kubernetes.io/metadata.name=payments)",
+            ),
             ("payments:,", "an empty label"),
             (
                 "payments:compliance",
@@ -673,11 +682,16 @@ mod tests {
         );
     }
 
-    /// `NS:` is kept: it declares a namespace with no labels, which makes that
-    /// namespace known (unlike one not given at all).
+    /// A namespace with no labels of its own is given its name label, as the
+    /// API server sets it: it is then known (unlike one not given at all).
     #[test]
-    fn an_empty_label_list_makes_a_known_namespace_with_no_labels() {
-        let inv = inventory(&[], &[], &["dev:".to_string()]).unwrap();
+    fn a_namespace_given_only_its_name_label_is_known() {
+        let inv = inventory(
+            &[],
+            &[],
+            &["dev:kubernetes.io/metadata.name=dev".to_string()],
+        )
+        .unwrap();
         let dev = inv.namespace("dev");
         assert!(dev.known);
         assert_eq!(dev.labels, name_only_labels("dev"));
@@ -695,7 +709,7 @@ mod tests {
             &flags(&[
                 "payments:compliance=regulated",
                 "payments:env=prod",
-                "payments:",
+                "payments:kubernetes.io/metadata.name=payments",
             ]),
         )
         .unwrap();
