@@ -47,6 +47,7 @@ h2 { margin: 2rem 0 .75rem; font-size: 1.2rem; }
 .charts { display: flex; flex-wrap: wrap; gap: 2.5rem; margin-bottom: 1rem; }
 .charts text { font-size: 13px; fill: #1f2328; }
 .charts text.title { font-weight: 600; }
+.scroll { overflow-x: auto; }
 table { border-collapse: collapse; width: 100%; font-size: .85rem; }
 th, td { border: 1px solid #d0d7de; padding: .3rem .5rem; text-align: left; vertical-align: top; }
 thead th { background: #f6f8fa; }
@@ -228,7 +229,8 @@ fn head(out: &mut String, headers: &[&str]) {
 }
 
 fn head_with_class(out: &mut String, headers: &[&str], class: &str) {
-    let _ = write!(out, "<table{class}>\n<thead><tr>");
+    // The wrapper scrolls a wide table sideways in a narrow window, not the page.
+    let _ = write!(out, "<div class=\"scroll\">\n<table{class}>\n<thead><tr>");
     for h in headers {
         let _ = write!(out, "<th>{h}</th>");
     }
@@ -281,7 +283,7 @@ fn repositories(out: &mut String, report: &ScanReport) {
         }
         out.push_str("</tbody>\n");
     }
-    out.push_str("</table>\n");
+    out.push_str("</table>\n</div>\n");
 }
 
 fn pull_through_rules(out: &mut String, report: &ScanReport) {
@@ -324,7 +326,7 @@ fn pull_through_rules(out: &mut String, report: &ScanReport) {
             ],
         );
     }
-    out.push_str("</table>\n");
+    out.push_str("</table>\n</div>\n");
 }
 
 fn cost(out: &mut String, report: &ScanReport) {
@@ -375,7 +377,7 @@ fn cost(out: &mut String, report: &ScanReport) {
             cells::usd(usd)
         );
     }
-    out.push_str("</table>\n");
+    out.push_str("</table>\n</div>\n");
     if !c.assumptions.is_empty() {
         out.push_str("<h2 id=\"assumptions\">Assumptions</h2>\n<ul>\n");
         for a in &c.assumptions {
@@ -406,7 +408,7 @@ fn errors(out: &mut String, report: &ScanReport) {
             ],
         );
     }
-    out.push_str("</table>\n");
+    out.push_str("</table>\n</div>\n");
 }
 
 /// The page (see the module docs).
