@@ -29,9 +29,12 @@ pub fn findings(
             out.push(finding(
                 FindingCode::Aes256WhereKmsRequired,
                 format!(
-                    "encrypted with AES256 where policy {} requires KMS: ECR cannot change a \
-                     repository's encryption, so create a KMS-encrypted repository and push the images there",
-                    requiring.join(", ")
+                    "encrypted with AES256 where {} KMS: ECR cannot change a repository's \
+                     encryption, so create a KMS-encrypted repository and push the images there",
+                    match requiring.as_slice() {
+                        [one] => format!("policy {one} requires"),
+                        many => format!("policies {} require", many.join(", ")),
+                    }
                 ),
             ));
         }
@@ -109,12 +112,15 @@ pub fn template_non_compliant(
             "ECR's default settings (no repository creation template applies: AES256)".to_owned()
         }
     };
+    let policies = match refusing.as_slice() {
+        [one] => format!("policy {one} refuses"),
+        many => format!("policies {} refuse", many.join(", ")),
+    };
     Some(finding(
         FindingCode::PullThroughTemplateNonCompliant,
         format!(
             "repositories created under {prefix}/ by its pull-through cache rule get {by}, \
-             which policy {} refuses; add or fix a template applied for PULL_THROUGH_CACHE",
-            refusing.join(", ")
+             which {policies}; add or fix a template applied for PULL_THROUGH_CACHE"
         ),
     ))
 }
