@@ -71,7 +71,7 @@ bench: tools
 ## bench-scan: `ecr-guard scan` of 10,000 repositories in two regions against moto (time, AWS calls, peak RSS; ~3 min)
 bench-scan: tools
 	$(CARGO) build --locked --release --workspace --bin ecr-guard --example scan_bench
-	$(CARGO) run --locked --release --quiet --example scan_bench -- $(BENCH_ARGS)
+	$(or $(CARGO_TARGET_DIR),target)/release/examples/scan_bench $(BENCH_ARGS)
 
 ## manifests: regenerate the CRD (chart + manifests/) and manifests/install.yaml
 manifests:
