@@ -59,3 +59,65 @@ pub fn cost(repositories: &[ScannedRepository], prices: Prices) -> Cost {
         assumptions,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scan::report::{Encryption, PolicyVerdict};
+
+    fn repo(
+        account: &str,
+        region: &str,
+        key: Option<(&str, KeyManagerValue)>,
+        allowed: bool,
+    ) -> ScannedRepository {
+        ScannedRepository {
+            account: account.into(),
+            region: region.into(),
+            name: "r".into(),
+            encryption: Encryption {
+                encryption_type: if key.is_some() { "KMS" } else { "AES256" }.into(),
+                kms_key: key.map(|(arn, _)| arn.into()),
+                key_manager: key.map(|(_, m)| m),
+                key_state: None,
+                key_deletion_date: None,
+                key_rotation: None,
+            },
+            findings: Vec::new(),
+            verdicts: vec![PolicyVerdict {
+                policy: "p".into(),
+                mode: "DryRun".into(),
+                allowed,
+                reasons: Vec::new(),
+                messages: Vec::new(),
+            }],
+        }
+    }
+
+    #[test]
+    fn keys_count_once_and_compliance_costs_one_key_per_failing_registry() {
+        let cmk = Some(("arn:aws:kms:us-east-1:1:key/a", KeyManagerValue::Customer));
+        let aws = Some(("arn:aws:kms:us-east-1:1:key/b", KeyManagerValue::Aws));
+        let repositories = [
+            repo("1", "us-east-1", cmk, true),
+            repo("1", "us-east-1", cmk, true),
+            repo("1", "us-east-1", aws, true),
+            repo("1", "us-east-1", None, false),
+            repo("1", "eu-west-1", None, false),
+            repo("1", "eu-west-1", None, false),
+        ];
+        let prices = Prices {
+            kms_key_monthly_usd: 1.5,
+            kms_request_usd_per_10k: 0.03,
+            kms_requests_per_month: 25_000,
+        };
+        let cost = cost(&repositories, prices);
+        assert_eq!(cost.customer_managed_keys, 1);
+        assert!((cost.key_monthly_usd - 1.5).abs() < 1e-12);
+        assert!((cost.requests_monthly_usd - 0.075).abs() < 1e-12);
+        assert!((cost.monthly_usd - 1.575).abs() < 1e-12);
+        // A DryRun refusal counts too: two registries, two keys.
+        assert!((cost.to_comply_monthly_usd - 3.0).abs() < 1e-12);
+        assert_eq!(cost.assumptions.len(), 1, "{:?}", cost.assumptions);
+    }
+}
