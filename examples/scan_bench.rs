@@ -117,6 +117,23 @@ async fn main() {
         seeding.elapsed().as_secs_f64()
     );
 
+    // moto answers every repository of a registry to each page request (the
+    // proxy pages its answer), so each page costs one full listing: timed here
+    // to tell moto's share of the scan from ecr-guard's.
+    let listing = Instant::now();
+    let all = moto
+        .ecr(REGIONS[0])
+        .describe_repositories()
+        .send()
+        .await
+        .expect("DescribeRepositories");
+    let moto_listing = listing.elapsed();
+    println!(
+        "moto: one DescribeRepositories answering {} repositories takes {:.2} s",
+        all.repositories().len(),
+        moto_listing.as_secs_f64()
+    );
+
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = dir.path().join("policy.yaml");
     std::fs::write(&policy, POLICY).expect("write the policy");
