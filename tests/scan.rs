@@ -587,12 +587,42 @@ async fn exit_codes_say_compliant_refused_or_unjudged() {
 
     let compliant = scan(proxy.endpoint(), dir.path(), &[]).await;
     assert_eq!(compliant.code, 0, "{}", compliant.stderr);
+    // stderr is not a terminal here: no progress bar, and nothing else to say.
+    assert_eq!(compliant.stderr, "");
     assert_eq!(compliant.report["summary"]["registries"], 1, "AWS_REGION");
     assert_eq!(compliant.report["summary"]["byVerdict"]["allowed"], 1);
 
     moto.create_repository(US, "bad/app", Encryption::Aes256)
         .await;
     assert_eq!(scan(proxy.endpoint(), dir.path(), &[]).await.code, 1);
+
+    // --output-file: the report there, nothing on stdout.
+    let file = dir.path().join("report.json");
+    let file_arg = file.to_str().expect("UTF-8 path").to_owned();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ecr-guard"));
+    cmd.args([
+        "scan",
+        "-o",
+        "json",
+        "--output-file",
+        &file_arg,
+        "--policy-file",
+    ])
+    .arg(dir.path().join("policies.yaml"))
+    .env_clear()
+    .env("AWS_ACCESS_KEY_ID", "test")
+    .env("AWS_SECRET_ACCESS_KEY", "test")
+    .env("AWS_REGION", US)
+    .env("AWS_ENDPOINT_URL", proxy.endpoint())
+    .env("ECR_GUARD_LOG_LEVEL", "warn");
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("run ecr-guard scan"))
+        .await
+        .expect("scan thread");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let written: Value =
+        serde_json::from_slice(&std::fs::read(&file).expect("the report file")).expect("JSON");
+    assert_eq!(written["summary"]["repositories"], 2);
 
     // A registry whose listing is denied: reported, the others still judged.
     proxy.set_fault_for_body(
