@@ -3,6 +3,7 @@
 //! then of keys described.
 
 use std::io::IsTerminal;
+use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -25,6 +26,8 @@ impl Progress {
             ProgressStyle::with_template("{spinner} {msg}: {pos} {elapsed}")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
+        // Redrawn while a page is awaited, so the spinner shows it is alive.
+        bar.enable_steady_tick(Duration::from_millis(120));
         Self { bar }
     }
 
