@@ -68,7 +68,7 @@ soak: tools
 bench: tools
 	CARGO="$(CARGO)" bash scripts/bench.sh $(BENCH_ARGS)
 
-## bench-scan: `ecr-guard scan` of 10,000 repositories in two regions against moto (time, AWS calls, peak RSS; ~3 min)
+## bench-scan: `ecr-guard scan` of 10,000 repositories in two regions against moto (time, AWS calls, peak RSS; ~3 min once built)
 bench-scan: tools
 	$(CARGO) build --locked --release --workspace --bin ecr-guard --example scan_bench
 	$(or $(CARGO_TARGET_DIR),target)/release/examples/scan_bench $(BENCH_ARGS)
