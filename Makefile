@@ -8,7 +8,7 @@ CARGO ?= cargo
 export CARGO_INCREMENTAL ?= 0
 PYTHON := .venv/bin/python
 
-.PHONY: all tools build demo test fmt-check lint unit fuzz-build manifests bench soak clean
+.PHONY: all tools build demo test fmt-check lint unit fuzz-build manifests bench bench-scan soak clean
 
 all: build
 
@@ -67,6 +67,11 @@ soak: tools
 ## bench: criterion micro-benchmarks + HTTPS load test vs a floor server, cold path, memory, start-up
 bench: tools
 	CARGO="$(CARGO)" bash scripts/bench.sh $(BENCH_ARGS)
+
+## bench-scan: `ecr-guard scan` of 10,000 repositories in two regions against moto (time, AWS calls, peak RSS; ~3 min once built)
+bench-scan: tools
+	$(CARGO) build --locked --release --workspace --bin ecr-guard --example scan_bench
+	$(or $(CARGO_TARGET_DIR),target)/release/examples/scan_bench $(BENCH_ARGS)
 
 ## manifests: regenerate the CRD (chart + manifests/) and manifests/install.yaml
 manifests:

@@ -31,6 +31,9 @@ pub enum Command {
     Crd(CrdArgs),
     /// Re-judge the running Pods on an interval and publish PolicyReports.
     Audit(Box<AuditArgs>),
+    /// Report how every repository of whole ECR registries is encrypted, what
+    /// the policies say of each, and what the keys cost.
+    Scan(Box<ScanArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -292,6 +295,103 @@ pub struct CheckArgs {
 pub enum OutputFormat {
     Text,
     Json,
+}
+
+/// `ecr-guard scan`: see docs/scan.md.
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Region to scan; repeatable [default: the configured region, AWS_REGION].
+    #[arg(long = "region", env = "ECR_GUARD_REGION", value_delimiter = ',')]
+    pub regions: Vec<String>,
+    /// Account whose registry is scanned besides ecr-guard's own (always
+    /// scanned); reached through --assume-role or --assume-role-template when
+    /// one names it; repeatable.
+    #[arg(
+        long = "account",
+        env = "ECR_GUARD_ACCOUNT",
+        value_delimiter = ',',
+        value_parser = account_id
+    )]
+    pub accounts: Vec<String>,
+    /// Judge with the policies that select this namespace (and its labels from
+    /// --namespace-labels, --namespaces-file or the cluster); without it every
+    /// policy judges every repository, namespace selectors ignored.
+    #[arg(long, short = 'n', env = "ECR_GUARD_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Output format.
+    #[arg(long, short = 'o', env = "ECR_GUARD_OUTPUT", value_enum, default_value_t = crate::scan::render::OutputFormat::Table)]
+    pub output: crate::scan::render::OutputFormat,
+    /// Write the report to this file instead of standard output.
+    #[arg(long, env = "ECR_GUARD_OUTPUT_FILE")]
+    pub output_file: Option<PathBuf>,
+    /// Most AWS calls in flight at once (the webhook's default cap).
+    #[arg(long, env = "ECR_GUARD_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
+    /// Price of one customer-managed KMS key, USD per month (AWS's list price).
+    #[arg(long, env = "ECR_GUARD_KMS_KEY_MONTHLY_USD", default_value_t = 1.0, value_parser = price)]
+    pub kms_key_monthly_usd: f64,
+    /// Price of 10,000 KMS requests, USD (AWS's list price for symmetric keys).
+    #[arg(long, env = "ECR_GUARD_KMS_REQUEST_USD_PER_10K", default_value_t = 0.03, value_parser = price)]
+    pub kms_request_usd_per_10k: f64,
+    /// KMS requests a month made for the repositories' images (pushes and
+    /// pulls), for the request cost; 0 (the default) is shown as an assumption.
+    #[arg(long, env = "ECR_GUARD_KMS_REQUESTS_PER_MONTH", default_value_t = 0)]
+    pub kms_requests_per_month: u64,
+    /// Upper bound of one AWS call, retries included.
+    #[arg(long, env = "ECR_GUARD_SCAN_CALL_TIMEOUT", value_parser = duration, default_value = "60s")]
+    pub call_timeout: Duration,
+    /// Attempts per AWS call: throttling and transient errors are retried
+    /// with exponential backoff (the AWS SDK's standard mode).
+    #[arg(long, env = "ECR_GUARD_SCAN_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: u32,
+    /// Role to assume for the registries and keys of every account other than
+    /// ecr-guard's own, `{account}` standing for the account, e.g.
+    /// `arn:aws:iam::{account}:role/ecr-guard-reader`.
+    #[arg(long, env = "ECR_GUARD_ASSUME_ROLE_TEMPLATE", value_parser = RoleTemplate::parse)]
+    pub assume_role_template: Option<RoleTemplate>,
+    /// Role to assume for one account, ACCOUNT=ROLE_ARN; wins over
+    /// --assume-role-template; repeatable.
+    #[arg(
+        long = "assume-role",
+        env = "ECR_GUARD_ASSUME_ROLE",
+        value_delimiter = ',',
+        value_parser = AccountRole::parse
+    )]
+    pub assume_roles: Vec<AccountRole>,
+    /// External id sent with every AssumeRole.
+    #[arg(long, env = "ECR_GUARD_ASSUME_ROLE_EXTERNAL_ID", value_parser = roles::parse_external_id)]
+    pub assume_role_external_id: Option<String>,
+    #[command(flatten)]
+    pub policies: PolicySourceArgs,
+}
+
+impl ScanArgs {
+    /// The roles to assume, from the three role flags.
+    pub fn assume_roles(&self) -> AssumeRoles {
+        AssumeRoles {
+            template: self.assume_role_template.clone(),
+            external_id: self.assume_role_external_id.clone(),
+            ..AssumeRoles::default()
+        }
+        .with_account_roles(self.assume_roles.iter().cloned())
+    }
+}
+
+/// A 12-digit AWS account id.
+fn account_id(s: &str) -> Result<String, String> {
+    if roles::is_account_id(s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("{s:?} is not an AWS account id (12 digits)"))
+    }
+}
+
+/// A price in USD: finite and not negative.
+fn price(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if p.is_finite() && p >= 0.0 => Ok(p),
+        _ => Err(format!("{s:?} is not a price in USD (e.g. 1.00)")),
+    }
 }
 
 /// Parses durations like `30s`, `10m`, `1h30m`, `500ms`.

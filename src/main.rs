@@ -36,6 +36,7 @@ fn main() -> std::process::ExitCode {
             },
             Command::Check(args) => run::check(*args).await,
             Command::Audit(args) => run::audit(*args).await,
+            Command::Scan(args) => run::scan(*args).await,
             Command::Crd(args) => match run::crd(&args) {
                 Ok(()) => 0,
                 Err(e) => {

@@ -12,7 +12,8 @@ use crate::admission::{Admission, ViolationSink};
 use crate::audit::{AuditMetrics, Auditor};
 use crate::check;
 use crate::cli::{
-    AuditArgs, AwsArgs, CheckArgs, CrdArgs, LogArgs, LogFormat, PolicySourceArgs, ServeArgs,
+    AuditArgs, AwsArgs, CheckArgs, CrdArgs, LogArgs, LogFormat, PolicySourceArgs, ScanArgs,
+    ServeArgs,
 };
 use crate::cluster;
 use crate::inventory::Inventory;
@@ -56,6 +57,7 @@ fn registry_config(aws: &AwsArgs) -> RegistryConfig {
         max_entries: aws.cache_capacity,
         max_concurrent_calls: usize::from(aws.max_concurrent_aws_calls),
         assume_roles: aws.assume_roles(),
+        ..RegistryConfig::default()
     }
 }
 
@@ -254,6 +256,106 @@ async fn check_inner(args: CheckArgs) -> anyhow::Result<i32> {
         .context("failed to write the report")?;
     out.flush().context("failed to write the report")?;
     Ok(code)
+}
+
+/// `ecr-guard scan`; returns the exit code (see [`crate::scan::exit_code`]).
+pub async fn scan(args: ScanArgs) -> i32 {
+    match scan_inner(args).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ecr-guard: {e:#}");
+            2
+        }
+    }
+}
+
+async fn scan_inner(args: ScanArgs) -> anyhow::Result<i32> {
+    use crate::scan::report::{Prices, RegistryId};
+
+    let inventory = inventory(&args.policies).await?;
+    check::require_valid_policies(inventory.as_ref())?;
+    let all = inventory.policies();
+    let policies: Vec<&crate::policy::Policy> = match &args.namespace {
+        None => all.iter().collect(),
+        Some(namespace) => {
+            crate::k8s_names::dns1123_label(namespace).map_err(|e| {
+                anyhow::anyhow!("--namespace {namespace:?} is not a valid namespace name: {e}")
+            })?;
+            let info = inventory.namespace(namespace);
+            if !info.known {
+                eprintln!(
+                    "ecr-guard: warning: namespace {namespace:?} is not in {}: judged by its name label alone",
+                    inventory.namespace_source()
+                );
+            }
+            crate::policy::applicable(&all, &info.labels)
+        }
+    };
+    let concurrency = usize::from(args.concurrency);
+    let config = RegistryConfig {
+        lookup_timeout: args.call_timeout,
+        max_concurrent_calls: concurrency,
+        assume_roles: args.assume_roles(),
+        max_attempts: args.max_attempts,
+        ..RegistryConfig::default()
+    };
+    let registry = Registry::from_env(config, RegistryMetrics::default()).await?;
+    let own = registry.own_account().await.map_err(|e| {
+        anyhow::anyhow!("could not learn ecr-guard's own account (sts:GetCallerIdentity): {e}")
+    })?;
+    let regions = if args.regions.is_empty() {
+        match registry.default_region() {
+            Some(region) => vec![region],
+            None => anyhow::bail!("no region: give --region, or set AWS_REGION"),
+        }
+    } else {
+        args.regions.clone()
+    };
+    let mut accounts = vec![own];
+    accounts.extend(args.accounts.iter().cloned());
+    accounts.sort();
+    accounts.dedup();
+    let mut registries: Vec<RegistryId> = accounts
+        .iter()
+        .flat_map(|account| {
+            regions.iter().map(|region| RegistryId {
+                account: account.clone(),
+                region: region.clone(),
+            })
+        })
+        .collect();
+    registries.sort();
+    registries.dedup();
+    let settings = crate::scan::ScanSettings {
+        registries,
+        concurrency,
+        prices: Prices {
+            kms_key_monthly_usd: args.kms_key_monthly_usd,
+            kms_request_usd_per_10k: args.kms_request_usd_per_10k,
+            kms_requests_per_month: args.kms_requests_per_month,
+        },
+    };
+    let progress = crate::scan::progress::Progress::on_stderr();
+    let report = crate::scan::scan(&registry, &policies, &settings, &progress).await;
+    for e in &report.errors {
+        eprintln!(
+            "ecr-guard: account {} region {}: {}: {}",
+            e.account, e.region, e.api, e.message
+        );
+    }
+    let text =
+        crate::scan::render::render(&report, args.output).context("failed to render the report")?;
+    match &args.output_file {
+        Some(path) => std::fs::write(path, text)
+            .with_context(|| format!("failed to write {}", path.display()))?,
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())
+                .and_then(|()| out.flush())
+                .context("failed to write the report")?;
+        }
+    }
+    Ok(crate::scan::exit_code(&report))
 }
 
 /// `ecr-guard crd`.

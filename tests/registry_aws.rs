@@ -479,6 +479,7 @@ async fn a_fact_aws_leaves_out_or_words_unknowably_is_unknown_never_a_default() 
             manager: KeyManager::Customer,
             state: KeyState::Enabled,
             rotation: Rotation::Enabled,
+            deletion_date: None,
         }
     );
 

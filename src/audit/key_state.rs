@@ -105,13 +105,9 @@ pub fn message(key: &BrokenKey) -> String {
 
 /// `keyDeletionDate` of a result: RFC 3339 in UTC, or `unknown`.
 pub fn deletion_property(key: &BrokenKey) -> String {
-    match key.deletion_date {
-        Some(date) => match k8s_openapi::jiff::Timestamp::try_from(date) {
-            Ok(ts) => ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-            Err(_) => "unknown".into(),
-        },
-        None => "unknown".into(),
-    }
+    key.deletion_date
+        .and_then(crate::policy::facts::rfc3339_utc)
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// One failing result for the Pod naming every broken key, or none.

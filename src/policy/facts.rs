@@ -160,6 +160,13 @@ pub fn utc_day(time: SystemTime) -> String {
     }
 }
 
+/// `2026-12-14T09:30:00Z`: `time` in RFC 3339, UTC, whole seconds; `None`
+/// outside jiff's range (years -9999..=9999), which no real KMS date is.
+pub fn rfc3339_utc(time: SystemTime) -> Option<String> {
+    let ts = k8s_openapi::jiff::Timestamp::try_from(time).ok()?;
+    Some(ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+}
+
 /// Whole days from `now` until `date`, rounded up (a key deleted in 14 days and
 /// one hour has 15 days left), 0 once the date has passed.
 pub fn days_until(date: SystemTime, now: SystemTime) -> u64 {

@@ -137,12 +137,14 @@ impl Aws {
         metrics: RegistryMetrics,
         roles: AssumeRoles,
         negative_ttl: Duration,
+        max_attempts: u32,
     ) -> Self {
         let mut builder = sdk
             .to_builder()
-            // Standard mode, 3 attempts; each call's operation timeout is cut to
-            // what is left of the deadline (see `call`), so retries never outlive it.
-            .retry_config(RetryConfig::standard().with_max_attempts(3))
+            // Standard mode (3 attempts for the webhook, more for `scan`); each
+            // call's operation timeout is cut to what is left of the deadline
+            // (see `call`), so retries never outlive it.
+            .retry_config(RetryConfig::standard().with_max_attempts(max_attempts.max(1)))
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(lookup_timeout)
@@ -225,31 +227,7 @@ impl Aws {
         let Some(repository) = output.repositories().first() else {
             return Ok(RepositoryRecord::NotFound);
         };
-        let Some(config) = repository.encryption_configuration() else {
-            // No configuration means ECR's default, AES256 ("By default, Amazon
-            // ECR uses server-side encryption with Amazon S3-managed encryption
-            // keys": ECR User Guide, encryption at rest; DESIGN.md). This is
-            // ECR's documented meaning of the absence, not a guess.
-            return Ok(RepositoryRecord::Found {
-                encryption_type: EncryptionType::Aes256,
-                kms_key: KmsKey::None,
-            });
-        };
-        let reported = config.encryption_type().as_str();
-        let Some(encryption_type) = EncryptionType::from_aws(reported) else {
-            return Err(LookupFailure::Unrecognised(format!(
-                "ECR reported encryption type {reported:?}, which this version of ecr-guard does not know"
-            )));
-        };
-        let kms_key = match (encryption_type, config.kms_key()) {
-            (EncryptionType::Aes256, _) => KmsKey::None,
-            (_, Some(arn)) if !arn.is_empty() => KmsKey::Arn(arn.into()),
-            (_, _) => KmsKey::Unnamed,
-        };
-        Ok(RepositoryRecord::Found {
-            encryption_type,
-            kms_key,
-        })
+        record_of(repository)
     }
 
     /// `DescribeKey` (by key ARN only, with the KMS client of the ARN's region)
@@ -468,6 +446,40 @@ impl Aws {
         }
         result
     }
+}
+
+/// How ECR's description of one repository (`DescribeRepositories`) says it
+/// is encrypted.
+///
+/// Errors: an encryption type this version does not know.
+pub(crate) fn record_of(
+    repository: &aws_sdk_ecr::types::Repository,
+) -> Result<RepositoryRecord, LookupFailure> {
+    let Some(config) = repository.encryption_configuration() else {
+        // No configuration means ECR's default, AES256 ("By default, Amazon
+        // ECR uses server-side encryption with Amazon S3-managed encryption
+        // keys": ECR User Guide, encryption at rest; DESIGN.md). This is
+        // ECR's documented meaning of the absence, not a guess.
+        return Ok(RepositoryRecord::Found {
+            encryption_type: EncryptionType::Aes256,
+            kms_key: KmsKey::None,
+        });
+    };
+    let reported = config.encryption_type().as_str();
+    let Some(encryption_type) = EncryptionType::from_aws(reported) else {
+        return Err(LookupFailure::Unrecognised(format!(
+            "ECR reported encryption type {reported:?}, which this version of ecr-guard does not know"
+        )));
+    };
+    let kms_key = match (encryption_type, config.kms_key()) {
+        (EncryptionType::Aes256, _) => KmsKey::None,
+        (_, Some(arn)) if !arn.is_empty() => KmsKey::Arn(arn.into()),
+        (_, _) => KmsKey::Unnamed,
+    };
+    Ok(RepositoryRecord::Found {
+        encryption_type,
+        kms_key,
+    })
 }
 
 /// The region of a KMS *key* ARN (`arn:PARTITION:kms:REGION:ACCOUNT:key/ID`);

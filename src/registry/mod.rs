@@ -19,6 +19,7 @@ mod call_error;
 mod credentials;
 mod error;
 mod field_reported;
+mod listing;
 mod metrics;
 mod pull_through;
 pub mod roles;
@@ -32,6 +33,7 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use tokio::time::Instant;
 
 pub use error::Error;
+pub use listing::{ListedKey, ListedRepository, PullThroughRule};
 pub use metrics::RegistryMetrics;
 pub use roles::AssumeRoles;
 
@@ -68,6 +70,10 @@ pub struct RegistryConfig {
     /// Roles to assume for repositories and keys of other accounts (none by
     /// default: every call with ecr-guard's own credentials).
     pub assume_roles: AssumeRoles,
+    /// Attempts per AWS call (the SDK's standard retry mode, exponential
+    /// backoff with jitter on throttling and transient errors): 3 for the
+    /// webhook, whose deadline is short; `scan` uses more.
+    pub max_attempts: u32,
 }
 
 impl Default for RegistryConfig {
@@ -80,6 +86,7 @@ impl Default for RegistryConfig {
             max_entries: 50_000,
             max_concurrent_calls: 32,
             assume_roles: AssumeRoles::default(),
+            max_attempts: 3,
         }
     }
 }
@@ -230,6 +237,7 @@ impl Registry {
                 metrics.clone(),
                 config.assume_roles.clone(),
                 config.negative_cache_ttl,
+                config.max_attempts,
             )),
             repositories: FactCache::new(
                 CacheName::Repository,

@@ -163,7 +163,7 @@ pub struct PolicyVerdict {
     /// Whether the policy's rules pass (whatever the mode).
     pub allowed: bool,
     /// The violation reasons, as the metric labels spell them
-    /// (`encryption_type_not_allowed`, `rotation_disabled`, …); empty when allowed.
+    /// (`encryption_type`, `rotation_disabled`, …; `policy::Reason::as_str`); empty when allowed.
     pub reasons: Vec<String>,
     /// The same violations in words, as a denial says them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

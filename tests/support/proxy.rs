@@ -122,6 +122,8 @@ impl Fault {
 struct Rule {
     /// `None` matches every operation.
     target: Option<String>,
+    /// Matches only requests whose body contains this text (e.g. one key's ARN).
+    body_contains: Option<String>,
     fault: Fault,
 }
 
@@ -129,6 +131,8 @@ struct Rule {
 #[derive(Debug)]
 struct RandomFaults {
     faults: Vec<Fault>,
+    /// The operations faulted; `None`: every operation.
+    targets: Option<Vec<String>>,
     /// Share of requests faulted, in percent.
     percent: u64,
 }
@@ -243,6 +247,7 @@ impl Proxy {
     pub fn set_fault(&self, fault: Fault) {
         self.state.rules.lock().expect("rules").push(Rule {
             target: None,
+            body_contains: None,
             fault,
         });
     }
@@ -252,6 +257,17 @@ impl Proxy {
     pub fn set_fault_for(&self, target: &str, fault: Fault) {
         self.state.rules.lock().expect("rules").push(Rule {
             target: Some(target.to_owned()),
+            body_contains: None,
+            fault,
+        });
+    }
+
+    /// Applies `fault` to the requests of one operation whose body contains
+    /// `needle` (a key ARN, a registry id), matched in order with the other rules.
+    pub fn set_fault_for_body(&self, target: &str, needle: &str, fault: Fault) {
+        self.state.rules.lock().expect("rules").push(Rule {
+            target: Some(target.to_owned()),
+            body_contains: Some(needle.to_owned()),
             fault,
         });
     }
@@ -260,7 +276,20 @@ impl Proxy {
     /// one of `faults` picked at random; the rest are forwarded. The choice is
     /// pseudo-random with a fixed seed, so runs are comparable.
     pub fn set_random_faults(&self, faults: Vec<Fault>, percent: u64) {
-        *self.state.random.lock().expect("random") = Some(RandomFaults { faults, percent });
+        *self.state.random.lock().expect("random") = Some(RandomFaults {
+            faults,
+            targets: None,
+            percent,
+        });
+    }
+
+    /// [`set_random_faults`](Self::set_random_faults) for these operations only.
+    pub fn set_random_faults_for(&self, targets: &[&str], faults: Vec<Fault>, percent: u64) {
+        *self.state.random.lock().expect("random") = Some(RandomFaults {
+            faults,
+            targets: Some(targets.iter().map(|t| (*t).to_owned()).collect()),
+            percent,
+        });
     }
 
     /// Removes fixed and random faults.
@@ -330,9 +359,16 @@ fn mix(n: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn random_fault(state: &State) -> Option<Fault> {
+fn random_fault(state: &State, target: &str) -> Option<Fault> {
     let random = state.random.lock().expect("random");
     let random = random.as_ref()?;
+    if random
+        .targets
+        .as_ref()
+        .is_some_and(|targets| !targets.iter().any(|t| t == target))
+    {
+        return None;
+    }
     let n = mix(state.sequence.fetch_add(1, Ordering::Relaxed));
     if random.faults.is_empty() || n % 100 >= random.percent {
         return None;
@@ -388,9 +424,15 @@ async fn handle(
         .lock()
         .expect("rules")
         .iter()
-        .find(|rule| rule.target.as_deref().is_none_or(|t| t == target))
+        .find(|rule| {
+            rule.target.as_deref().is_none_or(|t| t == target)
+                && rule
+                    .body_contains
+                    .as_deref()
+                    .is_none_or(|needle| contains(&body, needle.as_bytes()))
+        })
         .map(|rule| rule.fault.clone())
-        .or_else(|| random_fault(&state));
+        .or_else(|| random_fault(&state, &target));
     if let Some(fault) = &fault {
         *state
             .faulted
@@ -436,6 +478,10 @@ async fn handle(
         }) => Ok(aws_error(status, &error_type, &message)),
         Some(Fault::Answer { status, body }) => Ok(json_response(status, body, None)),
     }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 fn aws_error(status: u16, error_type: &str, message: &str) -> Response<Full<Bytes>> {
@@ -518,6 +564,11 @@ async fn answer_or_forward(
         let response = forward(state, parts, body).await?;
         return note_assumed_key(state, response, role_account).await;
     }
+    if target == DESCRIBE_REPOSITORIES {
+        let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let response = forward(state, parts, body).await?;
+        return paginate_repositories(&request, response).await;
+    }
     if target != DESCRIBE_PULL_THROUGH_CACHE_RULES
         && target != DESCRIBE_REPOSITORY_CREATION_TEMPLATES
     {
@@ -542,6 +593,62 @@ async fn answer_or_forward(
         Some((status, body, error_type)) => Ok(json_response(status, body, error_type)),
         None => Err("not a pull-through operation".into()),
     }
+}
+
+/// ECR pages a `DescribeRepositories` without `repositoryNames`: at most
+/// `maxResults` (1..=1000, default 100) repositories, and a `nextToken` while
+/// more remain. moto 5.2.5 answers every repository at once, so the proxy
+/// pages moto's answer (whose order is stable) in its place; its tokens are
+/// `after-N`.
+async fn paginate_repositories(
+    request: &serde_json::Value,
+    response: Response<Full<Bytes>>,
+) -> ProxyResult {
+    if request.get("repositoryNames").is_some() || !response.status().is_success() {
+        return Ok(response);
+    }
+    let max = request
+        .get("maxResults")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(100);
+    if !(1..=1000).contains(&max) {
+        return Ok(aws_error(
+            400,
+            "InvalidParameterException",
+            "maxResults must be between 1 and 1000",
+        ));
+    }
+    let offset = match request.get("nextToken").and_then(serde_json::Value::as_str) {
+        None => 0,
+        Some(token) => match token.strip_prefix("after-").and_then(|n| n.parse().ok()) {
+            Some(offset) => offset,
+            None => {
+                return Ok(aws_error(
+                    400,
+                    "InvalidParameterException",
+                    "invalid nextToken",
+                ));
+            }
+        },
+    };
+    let (parts, body) = response.into_parts();
+    let mut answer: serde_json::Value = serde_json::from_slice(&body.collect().await?.to_bytes())?;
+    let all = answer["repositories"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let end = (offset + max as usize).min(all.len());
+    let page: Vec<serde_json::Value> = all.get(offset..end).unwrap_or_default().to_vec();
+    answer["repositories"] = serde_json::Value::Array(page);
+    if end < all.len() {
+        answer["nextToken"] = serde_json::Value::String(format!("after-{end}"));
+    }
+    let mut parts = parts;
+    parts.headers.remove("content-length");
+    Ok(Response::from_parts(
+        parts,
+        Full::new(Bytes::from(answer.to_string())),
+    ))
 }
 
 /// The access key id of a SigV4 `Authorization` header

@@ -1,0 +1,742 @@
+//! `ecr-guard scan` (issue 19) as a process against moto, through the counting,
+//! fault-injecting proxy: two regions × two accounts (one reached through an
+//! assumed role) with a known mix of encryption, so every count, finding,
+//! verdict and cost of `--output json` is asserted exactly; the AWS calls
+//! (each key described once); throttling; pagination past 1,000
+//! repositories; exit codes; `--namespace`.
+//!
+//! In moto's place the proxy answers only what moto cannot model: the
+//! pull-through cache APIs (`support/pull_through.rs`) and `DescribeKey` of
+//! the AWS-managed `aws/ecr` key (moto names a key that does not exist; see
+//! `support/moto.rs`).
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use support::moto::{ACCOUNT, Encryption, Moto};
+use support::proxy::{
+    ASSUME_ROLE, DESCRIBE_KEY, DESCRIBE_PULL_THROUGH_CACHE_RULES, DESCRIBE_REPOSITORIES,
+    DESCRIBE_REPOSITORY_CREATION_TEMPLATES, Fault, GET_KEY_ROTATION_STATUS, Proxy,
+};
+
+const US: &str = "us-east-1";
+const EU: &str = "eu-west-1";
+/// The central registry account, reached through a role.
+const CENTRAL: &str = "111111111111";
+/// `--assume-role` for the central account.
+const CENTRAL_ROLE: &str = "111111111111=arn:aws:iam::111111111111:role/ecr-guard-reader";
+/// An account whose listing the proxy denies.
+const DENIED: &str = "222222222222";
+
+/// `require-kms` (Enforce, every namespace) and `rotation` (Warn, namespaces
+/// labelled team=payments only).
+const POLICIES: &str = "\
+apiVersion: ecrguard.io/v1alpha1
+kind: EcrEncryptionPolicy
+metadata: {name: require-kms}
+spec:
+  mode: Enforce
+  images: ['*']
+  rules: {allowedEncryptionTypes: [KMS, KMS_DSSE]}
+---
+apiVersion: ecrguard.io/v1alpha1
+kind: EcrEncryptionPolicy
+metadata: {name: rotation}
+spec:
+  mode: Warn
+  images: ['*']
+  namespaceSelector: {matchLabels: {team: payments}}
+  rules: {requireCustomerManagedKey: true, requireKeyRotation: true}
+";
+
+struct Run {
+    code: i32,
+    report: Value,
+    stderr: String,
+}
+
+/// Runs `ecr-guard scan -o json ARGS` against `endpoint` (as account
+/// [`ACCOUNT`], region us-east-1 configured).
+async fn scan(endpoint: &str, dir: &Path, args: &[&str]) -> Run {
+    let policies = dir.join("policies.yaml");
+    std::fs::write(&policies, POLICIES).expect("write policies");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ecr-guard"));
+    cmd.arg("scan")
+        .args(["-o", "json", "--policy-file"])
+        .arg(&policies)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", US)
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("ECR_GUARD_LOG_LEVEL", "warn");
+    // The proxy runs on this test's runtime: wait for the process off it.
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("run ecr-guard scan"))
+        .await
+        .expect("scan thread");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{stdout}\nstderr:\n{stderr}"));
+    Run {
+        code: out.status.code().expect("exit code"),
+        report,
+        stderr,
+    }
+}
+
+/// DescribeKey's answer for the AWS-managed `aws/ecr` key, as KMS gives it.
+fn aws_ecr_key_metadata(arn: &str) -> String {
+    let key_id = arn.rsplit('/').next().unwrap_or_default();
+    json!({
+        "KeyMetadata": {
+            "AWSAccountId": ACCOUNT,
+            "KeyId": key_id,
+            "Arn": arn,
+            "CreationDate": 1.7e9,
+            "Enabled": true,
+            "Description": "Default key that protects my ECR data when no other key is defined",
+            "KeyUsage": "ENCRYPT_DECRYPT",
+            "KeyState": "Enabled",
+            "Origin": "AWS_KMS",
+            "KeyManager": "AWS",
+            "KeySpec": "SYMMETRIC_DEFAULT",
+            "EncryptionAlgorithms": ["SYMMETRIC_DEFAULT"],
+            "MultiRegion": false
+        }
+    })
+    .to_string()
+}
+
+/// The key ARNs of the mix, to assert the report against.
+struct Keys {
+    shared: String,
+    no_rotation: String,
+    disabled: String,
+    pending: String,
+    /// The pending key's DeletionDate as KMS reports it (RFC 3339, UTC).
+    pending_deletion: String,
+    eu: String,
+    central: String,
+    aws_managed: String,
+}
+
+/// Seeds the mix (12 repositories in 3 of the 4 registries; central's
+/// eu-west-1 registry is empty) and the pull-through rule `docker-hub` of
+/// ecr-guard's own us-east-1 registry, with no creation template (AES256).
+async fn seed(moto: &Moto, proxy: &Proxy) -> Keys {
+    let key = |region: &'static str, rotate: bool| async move {
+        let key = moto.create_key(region).await;
+        if rotate {
+            moto.enable_key_rotation(&key).await;
+        }
+        key
+    };
+    let shared = key(US, true).await;
+    let no_rotation = key(US, false).await;
+    let disabled = key(US, true).await;
+    moto.disable_key(&disabled).await;
+    let pending = key(US, true).await;
+    moto.schedule_key_deletion(&pending).await;
+    let deletion: std::time::SystemTime = moto
+        .kms(US)
+        .describe_key()
+        .key_id(&pending.id)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .and_then(|m| m.deletion_date().copied())
+        .expect("moto reports DeletionDate after ScheduleKeyDeletion")
+        .try_into()
+        .unwrap();
+    let pending_deletion = ecr_guard::policy::facts::rfc3339_utc(deletion).unwrap();
+    let eu = key(EU, true).await;
+
+    moto.create_repository(US, "app/aes", Encryption::Aes256)
+        .await;
+    let default = moto
+        .create_repository(US, "app/default", Encryption::KmsDefaultKey)
+        .await;
+    for name in ["app/shared-1", "app/shared-2", "app/shared-3"] {
+        moto.create_repository(US, name, Encryption::Kms(shared.arn.clone()))
+            .await;
+    }
+    moto.create_repository(
+        US,
+        "app/no-rotation",
+        Encryption::Kms(no_rotation.arn.clone()),
+    )
+    .await;
+    moto.create_repository(US, "app/disabled", Encryption::Kms(disabled.arn.clone()))
+        .await;
+    moto.create_repository(US, "app/pending", Encryption::Kms(pending.arn.clone()))
+        .await;
+    moto.create_repository(EU, "eu/aes", Encryption::Unspecified)
+        .await;
+    moto.create_repository(EU, "eu/cmk", Encryption::Kms(eu.arn.clone()))
+        .await;
+
+    let central = moto.as_account(CENTRAL).await;
+    let central_key = central.create_key(US).await;
+    central
+        .create_repository(US, "central/aes", Encryption::Aes256)
+        .await;
+    central
+        .create_repository(US, "central/cmk", Encryption::Kms(central_key.arn.clone()))
+        .await;
+
+    // moto names a key that does not exist for KMS without a key; AWS names
+    // the AWS-managed aws/ecr key, which the proxy describes as KMS does.
+    let aws_managed = moto
+        .reported_kms_key(&default)
+        .await
+        .expect("moto names a key");
+    proxy.set_fault_for_body(
+        DESCRIBE_KEY,
+        &aws_managed,
+        Fault::Answer {
+            status: 200,
+            body: aws_ecr_key_metadata(&aws_managed),
+        },
+    );
+    proxy
+        .pull_through()
+        .add_rule(ACCOUNT, "docker-hub", "registry-1.docker.io");
+    Keys {
+        shared: shared.arn,
+        no_rotation: no_rotation.arn,
+        disabled: disabled.arn,
+        pending: pending.arn,
+        pending_deletion,
+        eu: eu.arn,
+        central: central_key.arn,
+        aws_managed,
+    }
+}
+
+const BOTH_REGIONS_AND_CENTRAL: &[&str] = &[
+    "--region",
+    US,
+    "--region",
+    EU,
+    "--account",
+    CENTRAL,
+    "--assume-role",
+    CENTRAL_ROLE,
+];
+
+fn repository<'r>(report: &'r Value, account: &str, region: &str, name: &str) -> &'r Value {
+    report["repositories"]
+        .as_array()
+        .expect("repositories")
+        .iter()
+        .find(|r| r["account"] == account && r["region"] == region && r["name"] == name)
+        .unwrap_or_else(|| panic!("{account}/{region}/{name} not in the report"))
+}
+
+fn codes(repo: &Value) -> Vec<&str> {
+    repo["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| f["code"].as_str().expect("code"))
+        .collect()
+}
+
+/// `(policy, allowed, reasons)` of each verdict.
+fn verdicts(repo: &Value) -> Vec<(String, bool, Vec<String>)> {
+    repo["verdicts"]
+        .as_array()
+        .expect("verdicts")
+        .iter()
+        .map(|v| {
+            (
+                v["policy"].as_str().expect("policy").to_owned(),
+                v["allowed"].as_bool().expect("allowed"),
+                v["reasons"]
+                    .as_array()
+                    .expect("reasons")
+                    .iter()
+                    .map(|r| r.as_str().expect("reason").to_owned())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+fn v(policy: &str, allowed: bool, reasons: &[&str]) -> (String, bool, Vec<String>) {
+    (
+        policy.to_owned(),
+        allowed,
+        reasons.iter().map(|r| (*r).to_owned()).collect(),
+    )
+}
+
+/// `(encryptionType, kmsKey, keyManager, keyState, keyRotation)`.
+fn encryption(repo: &Value) -> (Value, Value, Value, Value, Value) {
+    (
+        repo["encryptionType"].clone(),
+        repo["kmsKey"].clone(),
+        repo["keyManager"].clone(),
+        repo["keyState"].clone(),
+        repo["keyRotation"].clone(),
+    )
+}
+
+fn kms(
+    key: &str,
+    manager: &str,
+    state: &str,
+    rotation: &str,
+) -> (Value, Value, Value, Value, Value) {
+    (
+        json!("KMS"),
+        json!(key),
+        json!(manager),
+        json!(state),
+        json!(rotation),
+    )
+}
+
+fn aes() -> (Value, Value, Value, Value, Value) {
+    (
+        json!("AES256"),
+        Value::Null,
+        Value::Null,
+        Value::Null,
+        Value::Null,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mixed_estate_is_reported_exactly_counted_judged_and_priced() {
+    let moto = Moto::start().await;
+    let proxy = Proxy::start(moto.endpoint()).await;
+    let keys = seed(&moto, &proxy).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut args = BOTH_REGIONS_AND_CENTRAL.to_vec();
+    args.extend(["--kms-requests-per-month", "2000000"]);
+
+    let run = scan(proxy.endpoint(), dir.path(), &args).await;
+    let r = &run.report;
+
+    assert_eq!(run.code, 1, "Enforce violations, no errors: {}", run.stderr);
+    assert!(r.get("errors").is_none(), "{r:#}");
+    let names: Vec<(&str, &str, &str)> = r["repositories"]
+        .as_array()
+        .expect("repositories")
+        .iter()
+        .map(|x| {
+            (
+                x["account"].as_str().unwrap(),
+                x["region"].as_str().unwrap(),
+                x["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            (CENTRAL, US, "central/aes"),
+            (CENTRAL, US, "central/cmk"),
+            (ACCOUNT, EU, "eu/aes"),
+            (ACCOUNT, EU, "eu/cmk"),
+            (ACCOUNT, US, "app/aes"),
+            (ACCOUNT, US, "app/default"),
+            (ACCOUNT, US, "app/disabled"),
+            (ACCOUNT, US, "app/no-rotation"),
+            (ACCOUNT, US, "app/pending"),
+            (ACCOUNT, US, "app/shared-1"),
+            (ACCOUNT, US, "app/shared-2"),
+            (ACCOUNT, US, "app/shared-3"),
+        ],
+        "sorted by account, region, name"
+    );
+
+    // Per repository: encryption, findings, verdicts.
+    let aes_verdicts = [
+        v("require-kms", false, &["encryption_type"]),
+        v("rotation", false, &["customer_managed_key_required"]),
+    ];
+    for (account, region, name) in [
+        (CENTRAL, US, "central/aes"),
+        (ACCOUNT, EU, "eu/aes"),
+        (ACCOUNT, US, "app/aes"),
+    ] {
+        let repo = repository(r, account, region, name);
+        assert_eq!(encryption(repo), aes(), "{name}");
+        assert_eq!(codes(repo), ["aes256-where-kms-required"], "{name}");
+        assert_eq!(verdicts(repo), aes_verdicts, "{name}");
+    }
+    let central_cmk = repository(r, CENTRAL, US, "central/cmk");
+    assert_eq!(
+        encryption(central_cmk),
+        kms(&keys.central, "CUSTOMER", "Enabled", "Disabled")
+    );
+    assert_eq!(codes(central_cmk), ["key-rotation-disabled"]);
+    assert_eq!(
+        verdicts(central_cmk),
+        [
+            v("require-kms", true, &[]),
+            v("rotation", false, &["rotation_disabled"])
+        ]
+    );
+    let compliant = [v("require-kms", true, &[]), v("rotation", true, &[])];
+    let eu_cmk = repository(r, ACCOUNT, EU, "eu/cmk");
+    assert_eq!(
+        encryption(eu_cmk),
+        kms(&keys.eu, "CUSTOMER", "Enabled", "Enabled")
+    );
+    assert_eq!(codes(eu_cmk), Vec::<&str>::new());
+    assert_eq!(verdicts(eu_cmk), compliant);
+    for name in ["app/shared-1", "app/shared-2", "app/shared-3"] {
+        let repo = repository(r, ACCOUNT, US, name);
+        assert_eq!(
+            encryption(repo),
+            kms(&keys.shared, "CUSTOMER", "Enabled", "Enabled")
+        );
+        assert_eq!(codes(repo), Vec::<&str>::new());
+        assert_eq!(verdicts(repo), compliant);
+    }
+    let default = repository(r, ACCOUNT, US, "app/default");
+    assert_eq!(
+        encryption(default),
+        kms(&keys.aws_managed, "AWS", "Enabled", "AwsManaged")
+    );
+    assert_eq!(codes(default), Vec::<&str>::new());
+    assert_eq!(
+        verdicts(default),
+        [
+            v("require-kms", true, &[]),
+            v("rotation", false, &["customer_managed_key_required"])
+        ]
+    );
+    let no_rotation = repository(r, ACCOUNT, US, "app/no-rotation");
+    assert_eq!(
+        encryption(no_rotation),
+        kms(&keys.no_rotation, "CUSTOMER", "Enabled", "Disabled")
+    );
+    assert_eq!(codes(no_rotation), ["key-rotation-disabled"]);
+    assert_eq!(
+        verdicts(no_rotation),
+        [
+            v("require-kms", true, &[]),
+            v("rotation", false, &["rotation_disabled"])
+        ]
+    );
+    let disabled = repository(r, ACCOUNT, US, "app/disabled");
+    assert_eq!(
+        encryption(disabled),
+        kms(&keys.disabled, "CUSTOMER", "Disabled", "Enabled")
+    );
+    assert_eq!(codes(disabled), ["key-disabled"]);
+    assert_eq!(
+        verdicts(disabled),
+        [
+            v("require-kms", false, &["key_unusable"]),
+            v("rotation", false, &["key_unusable"])
+        ]
+    );
+    let pending = repository(r, ACCOUNT, US, "app/pending");
+    assert_eq!(
+        encryption(pending),
+        kms(&keys.pending, "CUSTOMER", "PendingDeletion", "Enabled")
+    );
+    assert_eq!(codes(pending), ["key-pending-deletion"]);
+    assert_eq!(pending["keyDeletionDate"], keys.pending_deletion.as_str());
+    let day = &keys.pending_deletion[..10];
+    assert!(
+        pending["findings"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!(
+                "key {} is scheduled for deletion on {day}: pulls fail now",
+                keys.pending
+            )),
+        "{}",
+        pending["findings"][0]
+    );
+    assert_eq!(disabled["keyDeletionDate"], Value::Null);
+    assert_eq!(
+        verdicts(pending),
+        [
+            v("require-kms", false, &["key_unusable"]),
+            v("rotation", false, &["key_unusable"])
+        ]
+    );
+    // The denial text, as admission words it.
+    assert_eq!(
+        repository(r, ACCOUNT, US, "app/aes")["verdicts"][0]["messages"],
+        json!([
+            "container \"scan\" image 123456789012.dkr.ecr.us-east-1.amazonaws.com/app/aes:latest: \
+             repository app/aes is encrypted with AES256; policy require-kms allows only KMS, KMS_DSSE"
+        ])
+    );
+
+    // The pull-through rule (the proxy holds rules per account, so both of
+    // its regions have it): no template, so ECR's default AES256.
+    let rules = r["pullThroughRules"].as_array().expect("pullThroughRules");
+    let where_: Vec<(&str, &str)> = rules
+        .iter()
+        .map(|x| {
+            (
+                x["account"].as_str().unwrap(),
+                x["region"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(where_, [(ACCOUNT, EU), (ACCOUNT, US)], "{rules:#?}");
+    for rule in rules {
+        assert_eq!(
+            (&rule["prefix"], &rule["upstream"], &rule["template"]),
+            (
+                &json!("docker-hub"),
+                &json!("registry-1.docker.io"),
+                &Value::Null
+            )
+        );
+        assert_eq!(encryption(rule), aes());
+        assert_eq!(
+            codes(rule),
+            [
+                "aes256-where-kms-required",
+                "pull-through-template-non-compliant"
+            ]
+        );
+        assert_eq!(verdicts(rule), aes_verdicts);
+    }
+
+    assert_eq!(
+        r["summary"],
+        json!({
+            "repositories": 12,
+            "byEncryptionType": {"AES256": 3, "KMS": 9, "KMS_DSSE": 0},
+            "violations": 8,
+            "enforcedViolations": 5,
+            "withFindings": 7,
+            "byVerdict": {"allowed": 4, "denied": 5, "warned": 3, "dryRun": 0},
+            "registries": 4,
+        })
+    );
+    // Six distinct customer-managed keys (the shared one once; the AWS-managed
+    // one free); 2,000,000 requests at $0.03 per 10,000; one new key in each
+    // of the three registries with a refused repository.
+    let cost = &r["cost"];
+    assert_eq!(cost["customerManagedKeys"], 6);
+    let usd = |field: &str| cost[field].as_f64().expect(field);
+    assert!((usd("keyMonthlyUsd") - 6.0).abs() < 1e-9, "{cost:#}");
+    assert!((usd("requestsMonthlyUsd") - 6.0).abs() < 1e-9, "{cost:#}");
+    assert!((usd("monthlyUsd") - 12.0).abs() < 1e-9, "{cost:#}");
+    assert!((usd("toComplyMonthlyUsd") - 3.0).abs() < 1e-9, "{cost:#}");
+    assert_eq!(
+        cost["prices"],
+        json!({"kmsKeyMonthlyUsd": 1.0, "kmsRequestUsdPer10k": 0.03, "kmsRequestsPerMonth": 2000000})
+    );
+
+    // Each distinct key described once; one listing page per registry; one
+    // AssumeRole for the central account.
+    assert_eq!(
+        proxy.count(DESCRIBE_KEY),
+        7,
+        "six customer keys and aws/ecr"
+    );
+    assert_eq!(
+        proxy.count(GET_KEY_ROTATION_STATUS),
+        6,
+        "customer keys only"
+    );
+    assert_eq!(proxy.count(DESCRIBE_REPOSITORIES), 4);
+    assert_eq!(proxy.count(DESCRIBE_PULL_THROUGH_CACHE_RULES), 4);
+    assert_eq!(proxy.count(DESCRIBE_REPOSITORY_CREATION_TEMPLATES), 2);
+    assert_eq!(proxy.count(ASSUME_ROLE), 1);
+    assert_eq!(proxy.pull_through().shape_errors(), Vec::<String>::new());
+
+    // --namespace: only the policies selecting it judge.
+    let labels = ["--namespace-labels", "payments:team=payments;web:team=web"];
+    let mut web = args.clone();
+    web.extend(labels);
+    web.extend(["--namespace", "web"]);
+    let in_web = scan(proxy.endpoint(), dir.path(), &web).await;
+    assert_eq!(in_web.code, 1);
+    for repo in in_web.report["repositories"].as_array().unwrap() {
+        let judged: Vec<String> = verdicts(repo).into_iter().map(|(p, ..)| p).collect();
+        assert_eq!(judged, ["require-kms"], "{repo:#}");
+    }
+    assert_eq!(
+        in_web.report["summary"]["byVerdict"],
+        json!({"allowed": 7, "denied": 5, "warned": 0, "dryRun": 0})
+    );
+    let mut payments = args.clone();
+    payments.extend(labels);
+    payments.extend(["--namespace", "payments"]);
+    let in_payments = scan(proxy.endpoint(), dir.path(), &payments).await;
+    assert_eq!(
+        in_payments.report["repositories"], r["repositories"],
+        "both policies select payments: as without --namespace"
+    );
+
+    // Throttling: a third of ECR and KMS calls refused; retried with backoff,
+    // the report is the same.
+    proxy.set_random_faults_for(
+        &[
+            DESCRIBE_REPOSITORIES,
+            DESCRIBE_KEY,
+            GET_KEY_ROTATION_STATUS,
+            DESCRIBE_PULL_THROUGH_CACHE_RULES,
+            DESCRIBE_REPOSITORY_CREATION_TEMPLATES,
+        ],
+        vec![Fault::throttling()],
+        33,
+    );
+    let throttled = scan(proxy.endpoint(), dir.path(), &args).await;
+    assert!(
+        proxy.faulted().get("error").copied().unwrap_or(0) > 0,
+        "some calls were throttled"
+    );
+    assert_eq!(throttled.code, 1, "{}", throttled.stderr);
+    assert_eq!(throttled.report, run.report);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exit_codes_say_compliant_refused_or_unjudged() {
+    let moto = Moto::start().await;
+    let proxy = Proxy::start(moto.endpoint()).await;
+    let key = moto.create_key(US).await;
+    moto.enable_key_rotation(&key).await;
+    moto.create_repository(US, "ok/app", Encryption::Kms(key.arn.clone()))
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    let compliant = scan(proxy.endpoint(), dir.path(), &[]).await;
+    assert_eq!(compliant.code, 0, "{}", compliant.stderr);
+    // stderr is not a terminal here: no progress bar, and nothing else to say.
+    assert_eq!(compliant.stderr, "");
+    assert_eq!(compliant.report["summary"]["registries"], 1, "AWS_REGION");
+    assert_eq!(compliant.report["summary"]["byVerdict"]["allowed"], 1);
+
+    moto.create_repository(US, "bad/app", Encryption::Aes256)
+        .await;
+    assert_eq!(scan(proxy.endpoint(), dir.path(), &[]).await.code, 1);
+
+    // --output-file: the report there, nothing on stdout.
+    let file = dir.path().join("report.json");
+    let file_arg = file.to_str().expect("UTF-8 path").to_owned();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ecr-guard"));
+    cmd.args([
+        "scan",
+        "-o",
+        "json",
+        "--output-file",
+        &file_arg,
+        "--policy-file",
+    ])
+    .arg(dir.path().join("policies.yaml"))
+    .env_clear()
+    .env("AWS_ACCESS_KEY_ID", "test")
+    .env("AWS_SECRET_ACCESS_KEY", "test")
+    .env("AWS_REGION", US)
+    .env("AWS_ENDPOINT_URL", proxy.endpoint())
+    .env("ECR_GUARD_LOG_LEVEL", "warn");
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("run ecr-guard scan"))
+        .await
+        .expect("scan thread");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let written: Value =
+        serde_json::from_slice(&std::fs::read(&file).expect("the report file")).expect("JSON");
+    assert_eq!(written["summary"]["repositories"], 2);
+
+    // A registry whose listing is denied: reported, the others still judged.
+    proxy.set_fault_for_body(
+        DESCRIBE_REPOSITORIES,
+        DENIED,
+        Fault::ErrorWithMessage {
+            status: 400,
+            error_type: "AccessDeniedException".to_owned(),
+            message: format!(
+                "User: arn:aws:sts::123456789012:assumed-role/ecr-guard/scan is not authorized \
+                 to perform: ecr:DescribeRepositories on resource: \
+                 arn:aws:ecr:us-east-1:{DENIED}:repository/* because no resource-based policy \
+                 allows the ecr:DescribeRepositories action"
+            ),
+        },
+    );
+    let unjudged = scan(proxy.endpoint(), dir.path(), &["--account", DENIED]).await;
+    assert_eq!(unjudged.code, 2, "{}", unjudged.stderr);
+    let errors = unjudged.report["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(errors[0]["account"], DENIED);
+    assert_eq!(errors[0]["region"], US);
+    assert_eq!(errors[0]["api"], "DescribeRepositories");
+    let message = errors[0]["message"].as_str().expect("message");
+    assert!(message.contains("access denied"), "{message}");
+    assert!(
+        unjudged.stderr.contains(&format!(
+            "account {DENIED} region us-east-1: DescribeRepositories"
+        )),
+        "{}",
+        unjudged.stderr
+    );
+    assert_eq!(unjudged.report["summary"]["repositories"], 2);
+    assert_eq!(unjudged.report["summary"]["registries"], 2);
+
+    // Usage errors: exit 2, nothing on stdout.
+    let out = Command::new(env!("CARGO_BIN_EXE_ecr-guard"))
+        .args(["scan", "--account", "12345"])
+        .env_clear()
+        .output()
+        .expect("run ecr-guard scan");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not an AWS account id"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_page_past_a_thousand_repositories_is_read() {
+    let moto = Moto::start().await;
+    let proxy = Proxy::start(moto.endpoint()).await;
+    let started = Instant::now();
+    let ecr = moto.ecr(US);
+    let names: Vec<String> = (0..1001).map(|i| format!("many/repo-{i:04}")).collect();
+    // 20 at a time: moto answers one request per thread.
+    for batch in names.chunks(20) {
+        futures::future::join_all(
+            batch
+                .iter()
+                .map(|name| ecr.create_repository().repository_name(name).send()),
+        )
+        .await
+        .into_iter()
+        .for_each(|created| {
+            created.expect("CreateRepository");
+        });
+    }
+    eprintln!("1,001 repositories created in {:?}", started.elapsed());
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    let run = scan(proxy.endpoint(), dir.path(), &[]).await;
+
+    assert_eq!(run.code, 1, "AES256 under require-kms: {}", run.stderr);
+    assert_eq!(run.report["summary"]["repositories"], 1001);
+    assert_eq!(run.report["summary"]["byEncryptionType"]["AES256"], 1001);
+    assert_eq!(proxy.count(DESCRIBE_REPOSITORIES), 2, "pages of 1,000");
+    let names: std::collections::BTreeSet<&str> = run.report["repositories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 1001, "no repository twice");
+}
