@@ -89,13 +89,22 @@ pub struct LogArgs {
     #[arg(long, global = true, env = "ECR_GUARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// Log filter in tracing's EnvFilter syntax, e.g. `info` or `ecr_guard=debug,info`.
-    #[arg(
-        long,
-        global = true,
-        env = "ECR_GUARD_LOG_LEVEL",
-        default_value = "info"
-    )]
-    pub log_level: String,
+    /// Default: `info` for the long-running `serve` and `audit`, `warn` for the
+    /// terminal commands (`check`, `scan`, `crd`), whose answer is on stdout.
+    #[arg(long, global = true, env = "ECR_GUARD_LOG_LEVEL")]
+    pub log_level: Option<String>,
+}
+
+impl Command {
+    /// The log filter when `--log-level` is not given: a process that runs for
+    /// days logs what it does; a command run from a terminal or CI says only
+    /// what went wrong, beside its answer.
+    pub fn default_log_level(&self) -> &'static str {
+        match self {
+            Self::Serve(_) | Self::Audit(_) => "info",
+            Self::Check(_) | Self::Scan(_) | Self::Crd(_) => "warn",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -14,7 +14,7 @@ fn main() -> std::process::ExitCode {
     // kube client and the AWS SDK client all use it.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
-    run::init_tracing(&cli.log);
+    run::init_tracing(&cli.log, cli.command.default_log_level());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

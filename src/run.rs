@@ -28,14 +28,14 @@ const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 /// How long to wait between attempts to resolve AWS credentials at start-up.
 const AWS_RETRY: Duration = Duration::from_secs(5);
 
-pub fn init_tracing(log: &LogArgs) {
-    let directives = crate::registry::quiet_sdk_logs(&log.log_level);
+/// Starts logging to stderr with `--log-level`, or `default` (see
+/// [`crate::cli::Command::default_log_level`]) when it is not given.
+pub fn init_tracing(log: &LogArgs, default: &str) {
+    let level = log.log_level.as_deref().unwrap_or(default);
+    let directives = crate::registry::quiet_sdk_logs(level);
     let filter = tracing_subscriber::EnvFilter::try_new(&directives).unwrap_or_else(|e| {
-        eprintln!(
-            "ecr-guard: invalid --log-level {:?} ({e}); using info",
-            log.log_level
-        );
-        tracing_subscriber::EnvFilter::new("info")
+        eprintln!("ecr-guard: invalid --log-level {level:?} ({e}); using {default}");
+        tracing_subscriber::EnvFilter::new(default)
     });
     // Colours only for a terminal: escape codes in a log file or collector are noise.
     let builder = tracing_subscriber::fmt()

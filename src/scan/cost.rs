@@ -44,9 +44,12 @@ pub fn cost(repositories: &[ScannedRepository], prices: Prices) -> Cost {
     }
     if !failing.is_empty() {
         assumptions.push(format!(
-            "to comply: one new customer-managed key in each of the {} account and region pairs \
-             with a repository a policy refuses",
-            failing.len()
+            "to comply: one new customer-managed key in each of the {} with a repository a \
+             policy refuses",
+            match failing.len() {
+                1 => "1 account and region".to_owned(),
+                n => format!("{n} account and region pairs"),
+            }
         ));
     }
     Cost {

@@ -428,9 +428,9 @@ pub(super) fn render(report: &ScanReport) -> String {
     );
     let _ = writeln!(
         out,
-        "<p class=\"lead\">{} in {} registries{}.</p>",
+        "<p class=\"lead\">{} in {}{}.</p>",
         cells::count(s.repositories, "repository", "repositories"),
-        s.registries,
+        cells::count(s.registries, "registry", "registries"),
         match report.errors.len() {
             0 => String::new(),
             n => format!(

@@ -91,9 +91,9 @@ pub(super) fn render(report: &ScanReport) -> String {
     let c = &report.cost;
     let _ = writeln!(
         out,
-        "{} in {} registries: {} violations ({} under Enforce), {} with findings, {} a month.\n",
+        "{} in {}: {} violations ({} under Enforce), {} with findings, {} a month.\n",
         cells::count(s.repositories, "repository", "repositories"),
-        s.registries,
+        cells::count(s.registries, "registry", "registries"),
         s.violations,
         s.enforced_violations,
         s.with_findings,
@@ -191,9 +191,9 @@ pub(super) fn render(report: &ScanReport) -> String {
     );
     let _ = writeln!(
         out,
-        "- Repositories: {} in {} registries\n- By encryption type: {}\n- By verdict: {}\n- Violations: {} ({} under Enforce)\n- With findings: {} ({})\n",
+        "- Repositories: {} in {}\n- By encryption type: {}\n- By verdict: {}\n- Violations: {} ({} under Enforce)\n- With findings: {} ({})\n",
         s.repositories,
-        s.registries,
+        cells::count(s.registries, "registry", "registries"),
         escape(&by_type),
         cells::counts_text(cells::verdict_counts(report)),
         s.violations,

@@ -155,8 +155,9 @@ pub(super) fn render(report: &ScanReport) -> String {
     out.push_str("SUMMARY\n");
     let _ = writeln!(
         out,
-        "  repositories: {} in {} registries",
-        s.repositories, s.registries
+        "  repositories: {} in {}",
+        s.repositories,
+        cells::count(s.registries, "registry", "registries")
     );
     let by_type = cells::counts_text(s.by_encryption_type.iter().map(|(k, n)| (k.as_str(), *n)));
     wrapped(&mut out, "  by encryption type:", "    ", &by_type);
