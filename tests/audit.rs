@@ -177,7 +177,7 @@ async fn a_cycle_applies_changed_reports_deletes_empty_ones_and_writes_nothing_w
     );
     let text = summary.to_string();
     assert!(
-        text.starts_with("audited 1 Pods in 1 namespaces: 0 pass, 1 fail"),
+        text.starts_with("audited 1 Pod in 1 namespace: 0 pass, 1 fail"),
         "{text}"
     );
     assert!(

@@ -137,7 +137,7 @@ fn a_violation_exits_1_and_yaml_is_the_list_kubectl_would_print() {
     );
     assert!(summary.contains("  fail demo/web no-hub: "), "{summary}");
     assert!(
-        summary.contains("reports: 1 PolicyReports, not written (local mode)"),
+        summary.contains("reports: 1 PolicyReport, not written (local mode)"),
         "{summary}"
     );
 }

@@ -88,17 +88,29 @@ impl CycleSummary {
 impl fmt::Display for CycleSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let r = &self.results;
+        let plural =
+            |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
         writeln!(
             f,
-            "audited {} Pods in {} namespaces: {} pass, {} fail, {} warn, {} error, {} skip",
-            self.pods, self.namespaces, r.pass, r.fail, r.warn, r.error, r.skip
+            "audited {} in {}: {} pass, {} fail, {} warn, {} error, {} skip",
+            plural(self.pods, "Pod", "Pods"),
+            plural(self.namespaces, "namespace", "namespaces"),
+            r.pass,
+            r.fail,
+            r.warn,
+            r.error,
+            r.skip
         )?;
         for failure in &self.failures {
             writeln!(f, "  {failure}")?;
         }
         let p = &self.published;
         match self.printed {
-            Some(n) => writeln!(f, "reports: {n} PolicyReports, not written (local mode)")?,
+            Some(n) => writeln!(
+                f,
+                "reports: {}, not written (local mode)",
+                plural(n, "PolicyReport", "PolicyReports")
+            )?,
             None => writeln!(
                 f,
                 "reports: {} written, {} unchanged, {} deleted",
