@@ -181,6 +181,21 @@ pub struct AwsArgs {
     /// Most repositories kept in the cache.
     #[arg(long, env = "ECR_GUARD_CACHE_CAPACITY", default_value_t = 50_000)]
     pub cache_capacity: u64,
+    #[command(flatten)]
+    pub roles: RoleArgs,
+}
+
+impl AwsArgs {
+    /// The roles to assume (see [`RoleArgs`]).
+    pub fn assume_roles(&self) -> AssumeRoles {
+        self.roles.assume_roles()
+    }
+}
+
+/// The roles for the repositories and keys of other AWS accounts (central
+/// registry accounts): `serve`, `check`, `audit` and `scan` share them.
+#[derive(Debug, Args, Clone)]
+pub struct RoleArgs {
     /// Role to assume for the repositories and keys of every AWS account other
     /// than ecr-guard's own: an IAM role ARN with `{account}` as its account,
     /// e.g. `arn:aws:iam::{account}:role/ecr-guard-reader`. Without it (and
@@ -202,8 +217,8 @@ pub struct AwsArgs {
     pub assume_role_external_id: Option<String>,
 }
 
-impl AwsArgs {
-    /// The roles to assume, from the three flags above.
+impl RoleArgs {
+    /// The roles to assume, from the three flags.
     pub fn assume_roles(&self) -> AssumeRoles {
         AssumeRoles {
             template: self.assume_role_template.clone(),
@@ -353,37 +368,10 @@ pub struct ScanArgs {
     /// with exponential backoff (the AWS SDK's standard mode).
     #[arg(long, env = "ECR_GUARD_SCAN_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: u32,
-    /// Role to assume for the registries and keys of every account other than
-    /// ecr-guard's own, `{account}` standing for the account, e.g.
-    /// `arn:aws:iam::{account}:role/ecr-guard-reader`.
-    #[arg(long, env = "ECR_GUARD_ASSUME_ROLE_TEMPLATE", value_parser = RoleTemplate::parse)]
-    pub assume_role_template: Option<RoleTemplate>,
-    /// Role to assume for one account, ACCOUNT=ROLE_ARN; wins over
-    /// --assume-role-template; repeatable.
-    #[arg(
-        long = "assume-role",
-        env = "ECR_GUARD_ASSUME_ROLE",
-        value_delimiter = ',',
-        value_parser = AccountRole::parse
-    )]
-    pub assume_roles: Vec<AccountRole>,
-    /// External id sent with every AssumeRole.
-    #[arg(long, env = "ECR_GUARD_ASSUME_ROLE_EXTERNAL_ID", value_parser = roles::parse_external_id)]
-    pub assume_role_external_id: Option<String>,
+    #[command(flatten)]
+    pub roles: RoleArgs,
     #[command(flatten)]
     pub policies: PolicySourceArgs,
-}
-
-impl ScanArgs {
-    /// The roles to assume, from the three role flags.
-    pub fn assume_roles(&self) -> AssumeRoles {
-        AssumeRoles {
-            template: self.assume_role_template.clone(),
-            external_id: self.assume_role_external_id.clone(),
-            ..AssumeRoles::default()
-        }
-        .with_account_roles(self.assume_roles.iter().cloned())
-    }
 }
 
 /// A 12-digit AWS account id.

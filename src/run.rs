@@ -295,7 +295,7 @@ async fn scan_inner(args: ScanArgs) -> anyhow::Result<i32> {
     let config = RegistryConfig {
         lookup_timeout: args.call_timeout,
         max_concurrent_calls: concurrency,
-        assume_roles: args.assume_roles(),
+        assume_roles: args.roles.assume_roles(),
         max_attempts: args.max_attempts,
         ..RegistryConfig::default()
     };
