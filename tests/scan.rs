@@ -1016,3 +1016,125 @@ async fn every_output_format_reads_back_as_the_json_says() {
         );
     }
 }
+
+/// One repository of a `DescribeRepositories` answer, as ECR gives it.
+fn listed(name: &str, encryption: Value) -> Value {
+    json!({
+        "repositoryArn": format!("arn:aws:ecr:{US}:{ACCOUNT}:repository/{name}"),
+        "registryId": ACCOUNT,
+        "repositoryName": name,
+        "repositoryUri": format!("{ACCOUNT}.dkr.ecr.{US}.amazonaws.com/{name}"),
+        "createdAt": 1.7e9,
+        "imageTagMutability": "MUTABLE",
+        "imageScanningConfiguration": {"scanOnPush": false},
+        "encryptionConfiguration": encryption,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_encryption_type_this_version_does_not_know_leaves_only_its_repository_unjudged() {
+    let moto = Moto::start().await;
+    let proxy = Proxy::start(moto.endpoint()).await;
+    let key = moto.create_key(US).await;
+    moto.enable_key_rotation(&key).await;
+    // ECR answers with a type that came after this version: the listing is
+    // moto's shape with one repository's type edited.
+    proxy.set_fault_for_body(
+        DESCRIBE_REPOSITORIES,
+        ACCOUNT,
+        Fault::Answer {
+            status: 200,
+            body: json!({"repositories": [
+                listed("ok/aes", json!({"encryptionType": "AES256"})),
+                listed("future/type", json!({"encryptionType": "KMS_PQ", "kmsKey": key.arn})),
+                listed("ok/cmk", json!({"encryptionType": "KMS", "kmsKey": key.arn})),
+            ]})
+            .to_string(),
+        },
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    let run = scan(proxy.endpoint(), dir.path(), &[]).await;
+    let r = &run.report;
+
+    assert_eq!(run.code, 2, "a repository left unjudged: {}", run.stderr);
+    let future = repository(r, ACCOUNT, US, "future/type");
+    assert_eq!(
+        encryption(future),
+        (
+            json!("KMS_PQ"),
+            Value::Null,
+            Value::Null,
+            Value::Null,
+            Value::Null
+        ),
+        "the type verbatim, nothing said of a key"
+    );
+    assert_eq!(future["keyDeletionDate"], Value::Null);
+    assert_eq!(codes(future), ["encryption-type-unknown"]);
+    let finding = future["findings"][0]["message"].as_str().unwrap();
+    assert!(
+        finding.contains("\"KMS_PQ\", which this version of ecr-guard does not know"),
+        "{finding}"
+    );
+    assert_eq!(
+        verdicts(future),
+        [
+            v("require-kms", false, &["lookup_failed"]),
+            v("rotation", false, &["lookup_failed"])
+        ]
+    );
+    // The error says which repository, and so does stderr.
+    let errors = r["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(
+        (
+            &errors[0]["account"],
+            &errors[0]["region"],
+            &errors[0]["api"]
+        ),
+        (&json!(ACCOUNT), &json!(US), &json!("DescribeRepositories"))
+    );
+    let message = errors[0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("repository future/type: ECR reported encryption type \"KMS_PQ\""),
+        "{message}"
+    );
+    assert!(
+        run.stderr.contains("repository future/type"),
+        "{}",
+        run.stderr
+    );
+
+    // The rest of the registry is judged as ever.
+    let ok_aes = repository(r, ACCOUNT, US, "ok/aes");
+    assert_eq!(encryption(ok_aes), aes());
+    assert_eq!(
+        verdicts(ok_aes),
+        [
+            v("require-kms", false, &["encryption_type"]),
+            v("rotation", false, &["customer_managed_key_required"])
+        ]
+    );
+    let ok_cmk = repository(r, ACCOUNT, US, "ok/cmk");
+    assert_eq!(
+        encryption(ok_cmk),
+        kms(&key.arn, "CUSTOMER", "Enabled", "Enabled")
+    );
+    assert_eq!(
+        verdicts(ok_cmk),
+        [v("require-kms", true, &[]), v("rotation", true, &[])]
+    );
+    assert_eq!(
+        proxy.count(DESCRIBE_KEY),
+        1,
+        "the unjudged repository's key is not asked"
+    );
+    assert_eq!(
+        r["summary"]["byEncryptionType"],
+        json!({"AES256": 1, "KMS": 1, "KMS_DSSE": 0, "KMS_PQ": 1})
+    );
+    assert_eq!(r["summary"]["repositories"], 3);
+    assert_eq!(r["summary"]["violations"], 2);
+    assert_eq!(r["cost"]["customerManagedKeys"], 1);
+}
