@@ -234,7 +234,8 @@ pub struct Prices {
     pub kms_requests_per_month: u64,
 }
 
-/// A registry, or one API of it, that could not be read.
+/// A registry, or one API of it, that could not be read; or one repository
+/// that could not be judged (`api` `DescribeRepositories`, the message naming it).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScanError {
