@@ -63,11 +63,26 @@ struct Run {
 /// Runs `ecr-guard scan -o json ARGS` against `endpoint` (as account
 /// [`ACCOUNT`], region us-east-1 configured).
 async fn scan(endpoint: &str, dir: &Path, args: &[&str]) -> Run {
+    let mut json = vec!["-o", "json"];
+    json.extend(args);
+    let (code, stdout, stderr) = scan_text(endpoint, dir, &json).await;
+    let report = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{stdout}\nstderr:\n{stderr}"));
+    Run {
+        code,
+        report,
+        stderr,
+    }
+}
+
+/// Runs `ecr-guard scan ARGS` (any output) against `endpoint`:
+/// `(exit code, stdout, stderr)`.
+async fn scan_text(endpoint: &str, dir: &Path, args: &[&str]) -> (i32, String, String) {
     let policies = dir.join("policies.yaml");
     std::fs::write(&policies, POLICIES).expect("write policies");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ecr-guard"));
     cmd.arg("scan")
-        .args(["-o", "json", "--policy-file"])
+        .arg("--policy-file")
         .arg(&policies)
         .args(args)
         .env_clear()
@@ -81,15 +96,11 @@ async fn scan(endpoint: &str, dir: &Path, args: &[&str]) -> Run {
     let out = tokio::task::spawn_blocking(move || cmd.output().expect("run ecr-guard scan"))
         .await
         .expect("scan thread");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let report = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{stdout}\nstderr:\n{stderr}"));
-    Run {
-        code: out.status.code().expect("exit code"),
-        report,
-        stderr,
-    }
+    (
+        out.status.code().expect("exit code"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// DescribeKey's answer for the AWS-managed `aws/ecr` key, as KMS gives it.
@@ -739,4 +750,391 @@ async fn every_page_past_a_thousand_repositories_is_read() {
         .map(|r| r["name"].as_str().unwrap())
         .collect();
     assert_eq!(names.len(), 1001, "no repository twice");
+}
+
+/// A string field of the JSON, `""` for null (as CSV writes an absent cell).
+fn text(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The cells of a markdown table row, `\`-escapes undone.
+fn markdown_cells(line: &str) -> Vec<String> {
+    let inner = line
+        .strip_prefix("| ")
+        .and_then(|l| l.strip_suffix(" |"))
+        .expect("a table row");
+    let mut cells = vec![String::new()];
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => cells
+                .last_mut()
+                .unwrap()
+                .push(chars.next().expect("escaped")),
+            '|' => {
+                let cell = cells.last_mut().unwrap();
+                assert_eq!(cell.pop(), Some(' '), "{line}");
+                cells.push(String::new());
+                assert_eq!(chars.next(), Some(' '), "{line}");
+            }
+            _ => cells.last_mut().unwrap().push(c),
+        }
+    }
+    cells
+}
+
+/// `denied by require-kms`, `warned by rotation`, `allowed`: the verdict cell
+/// the JSON's verdicts call for.
+fn verdict_cell(repo: &Value) -> String {
+    let refused_in = |mode: &str| -> Vec<String> {
+        verdicts(repo)
+            .into_iter()
+            .zip(repo["verdicts"].as_array().unwrap())
+            .filter(|((_, allowed, _), v)| !allowed && v["mode"] == mode)
+            .map(|((policy, ..), _)| policy)
+            .collect()
+    };
+    for (mode, label) in [
+        ("Enforce", "denied"),
+        ("Warn", "warned"),
+        ("DryRun", "dry-run"),
+    ] {
+        let by = refused_in(mode);
+        if !by.is_empty() {
+            return format!("{label} by {}", by.join(","));
+        }
+    }
+    "allowed".to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_output_format_reads_back_as_the_json_says() {
+    let moto = Moto::start().await;
+    let proxy = Proxy::start(moto.endpoint()).await;
+    seed(&moto, &proxy).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let args = BOTH_REGIONS_AND_CENTRAL;
+    let run = |format: &'static str| {
+        let mut with = vec!["-o", format];
+        with.extend(args);
+        let dir = dir.path().to_owned();
+        let endpoint = proxy.endpoint().to_owned();
+        async move { scan_text(&endpoint, &dir, &with).await }
+    };
+
+    let json = scan(proxy.endpoint(), dir.path(), args).await;
+    assert_eq!(json.code, 1, "{}", json.stderr);
+    let report = &json.report;
+    let repos = report["repositories"].as_array().expect("repositories");
+    assert_eq!(repos.len(), 12);
+
+    // CSV, written to --output-file: one row per (repository, verdict), each
+    // field the JSON's.
+    let csv_file = dir.path().join("report.csv");
+    let mut csv_args = vec!["-o", "csv", "--output-file", csv_file.to_str().unwrap()];
+    csv_args.extend(args);
+    let (code, stdout, stderr) = scan_text(proxy.endpoint(), dir.path(), &csv_args).await;
+    assert_eq!((code, stdout.as_str()), (1, ""), "{stderr}");
+    let mut reader = csv::Reader::from_path(&csv_file).expect("the CSV file");
+    let header: Vec<String> = reader
+        .headers()
+        .expect("header")
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    let rows: Vec<std::collections::HashMap<String, String>> = reader
+        .records()
+        .map(|r| {
+            header
+                .iter()
+                .cloned()
+                .zip(r.expect("row").iter().map(str::to_owned))
+                .collect()
+        })
+        .collect();
+    let mut expected = Vec::new();
+    for repo in repos {
+        let findings = codes(repo).join(";");
+        for verdict in repo["verdicts"].as_array().unwrap() {
+            let mut row = std::collections::HashMap::new();
+            for field in [
+                "account",
+                "region",
+                "name",
+                "encryptionType",
+                "kmsKey",
+                "keyManager",
+                "keyState",
+                "keyDeletionDate",
+                "keyRotation",
+            ] {
+                row.insert(field.to_owned(), text(&repo[field]));
+            }
+            row.insert("findings".to_owned(), findings.clone());
+            for field in ["policy", "mode", "allowed"] {
+                row.insert(field.to_owned(), text(&verdict[field]));
+            }
+            let reasons: Vec<String> = verdict["reasons"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(text)
+                .collect();
+            row.insert("reasons".to_owned(), reasons.join(";"));
+            expected.push(row);
+        }
+    }
+    assert_eq!(rows.len(), 24, "12 repositories × 2 policies");
+    assert_eq!(rows, expected);
+
+    // Markdown: each repository's row, its encryption and verdict cells.
+    let (code, markdown, stderr) = run("markdown").await;
+    assert_eq!(code, 1, "{stderr}");
+    let table: Vec<Vec<String>> = markdown
+        .lines()
+        .filter(|l| l.starts_with("| "))
+        .map(markdown_cells)
+        .collect();
+    for repo in repos {
+        let name = repo["name"].as_str().unwrap();
+        let row = table
+            .iter()
+            .find(|row| row[0] == name)
+            .unwrap_or_else(|| panic!("{name} has no markdown row:\n{markdown}"));
+        assert_eq!(row[1], text(&repo["encryptionType"]), "{name}");
+        let dash = |v: &Value| match v {
+            Value::Null => "-".to_owned(),
+            v => text(v),
+        };
+        assert_eq!(row[2], dash(&repo["kmsKey"]), "{name}");
+        assert_eq!(row[3], dash(&repo["keyManager"]), "{name}");
+        assert_eq!(row[5], dash(&repo["keyRotation"]), "{name}");
+        assert_eq!(row[6], verdict_cell(repo), "{name}");
+        let detail: Vec<String> = verdicts(repo)
+            .into_iter()
+            .zip(repo["verdicts"].as_array().unwrap())
+            .map(|((policy, allowed, reasons), v)| {
+                let outcome = if allowed {
+                    "allowed".to_owned()
+                } else {
+                    reasons.join(",")
+                };
+                format!("{policy} ({}): {outcome}", text(&v["mode"]))
+            })
+            .collect();
+        assert_eq!(row[7], detail.join("; "), "{name}");
+        assert_eq!(row[8], codes(repo).join(", "), "{name}");
+    }
+
+    // HTML: the summary figures and the charts' counts are the JSON's.
+    let (code, html, stderr) = run("html").await;
+    assert_eq!(code, 1, "{stderr}");
+    let mut figures = std::collections::BTreeMap::new();
+    let mut bars: Vec<(String, String, String)> = Vec::new();
+    let mut chart = String::new();
+    let mut figure: Option<String> = None;
+    let mut label = String::new();
+    for token in xmlparser::Tokenizer::from(html.as_str()) {
+        match token.expect("well-formed HTML") {
+            xmlparser::Token::Attribute { local, value, .. } => match local.as_str() {
+                "data-figure" => figure = Some(value.to_string()),
+                "id" if value.starts_with("by-") && !value.ends_with("-title") => {
+                    chart = value.to_string();
+                }
+                "data-label" => label = value.to_string(),
+                "data-count" => bars.push((chart.clone(), label.clone(), value.to_string())),
+                _ => {}
+            },
+            xmlparser::Token::Text { text } => {
+                if let Some(name) = figure.take() {
+                    figures.insert(name, text.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    let summary = &report["summary"];
+    let cost = &report["cost"];
+    let usd = |v: &Value| format!("${:.2}", v.as_f64().expect("USD"));
+    assert_eq!(figures["repositories"], summary["repositories"].to_string());
+    assert_eq!(figures["violations"], summary["violations"].to_string());
+    assert_eq!(
+        figures["customer-managed-keys"],
+        cost["customerManagedKeys"].to_string()
+    );
+    assert_eq!(figures["monthly"], usd(&cost["monthlyUsd"]));
+    assert_eq!(figures["to-comply"], usd(&cost["toComplyMonthlyUsd"]));
+    let chart_of = |id: &str| -> Vec<(String, String)> {
+        bars.iter()
+            .filter(|(c, ..)| c == id)
+            .map(|(_, l, n)| (l.clone(), n.clone()))
+            .collect()
+    };
+    let by_type: Vec<(String, String)> = summary["byEncryptionType"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(t, n)| (t.clone(), n.to_string()))
+        .collect();
+    assert_eq!(chart_of("by-encryption-type"), by_type);
+    let by_verdict: Vec<(String, String)> = [
+        ("denied", "denied"),
+        ("warned", "warned"),
+        ("dry-run", "dryRun"),
+        ("allowed", "allowed"),
+    ]
+    .iter()
+    .map(|(label, key)| ((*label).to_owned(), summary["byVerdict"][key].to_string()))
+    .collect();
+    let mut shown = chart_of("by-verdict");
+    shown.sort();
+    let mut by_verdict = by_verdict;
+    by_verdict.sort();
+    assert_eq!(shown, by_verdict);
+
+    // The table (the default): every repository's line, none past 100 columns.
+    let (code, table, stderr) = scan_text(proxy.endpoint(), dir.path(), args).await;
+    assert_eq!(code, 1, "{stderr}");
+    for repo in repos {
+        let name = repo["name"].as_str().unwrap();
+        assert!(
+            table
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(name)),
+            "{name} has no line:\n{table}"
+        );
+    }
+    for line in table.lines() {
+        assert!(
+            line.chars().count() <= 100,
+            "{} columns: {line}",
+            line.chars().count()
+        );
+    }
+}
+
+/// One repository of a `DescribeRepositories` answer, as ECR gives it.
+fn listed(name: &str, encryption: Value) -> Value {
+    json!({
+        "repositoryArn": format!("arn:aws:ecr:{US}:{ACCOUNT}:repository/{name}"),
+        "registryId": ACCOUNT,
+        "repositoryName": name,
+        "repositoryUri": format!("{ACCOUNT}.dkr.ecr.{US}.amazonaws.com/{name}"),
+        "createdAt": 1.7e9,
+        "imageTagMutability": "MUTABLE",
+        "imageScanningConfiguration": {"scanOnPush": false},
+        "encryptionConfiguration": encryption,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_encryption_type_this_version_does_not_know_leaves_only_its_repository_unjudged() {
+    let moto = Moto::start().await;
+    let proxy = Proxy::start(moto.endpoint()).await;
+    let key = moto.create_key(US).await;
+    moto.enable_key_rotation(&key).await;
+    // ECR answers with a type that came after this version: the listing is
+    // moto's shape with one repository's type edited.
+    proxy.set_fault_for_body(
+        DESCRIBE_REPOSITORIES,
+        ACCOUNT,
+        Fault::Answer {
+            status: 200,
+            body: json!({"repositories": [
+                listed("ok/aes", json!({"encryptionType": "AES256"})),
+                listed("future/type", json!({"encryptionType": "KMS_PQ", "kmsKey": key.arn})),
+                listed("ok/cmk", json!({"encryptionType": "KMS", "kmsKey": key.arn})),
+            ]})
+            .to_string(),
+        },
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    let run = scan(proxy.endpoint(), dir.path(), &[]).await;
+    let r = &run.report;
+
+    assert_eq!(run.code, 2, "a repository left unjudged: {}", run.stderr);
+    let future = repository(r, ACCOUNT, US, "future/type");
+    assert_eq!(
+        encryption(future),
+        (
+            json!("KMS_PQ"),
+            Value::Null,
+            Value::Null,
+            Value::Null,
+            Value::Null
+        ),
+        "the type verbatim, nothing said of a key"
+    );
+    assert_eq!(future["keyDeletionDate"], Value::Null);
+    assert_eq!(codes(future), ["encryption-type-unknown"]);
+    let finding = future["findings"][0]["message"].as_str().unwrap();
+    assert!(
+        finding.contains("\"KMS_PQ\", which this version of ecr-guard does not know"),
+        "{finding}"
+    );
+    assert_eq!(
+        verdicts(future),
+        [
+            v("require-kms", false, &["lookup_failed"]),
+            v("rotation", false, &["lookup_failed"])
+        ]
+    );
+    // The error says which repository, and so does stderr.
+    let errors = r["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(
+        (
+            &errors[0]["account"],
+            &errors[0]["region"],
+            &errors[0]["api"]
+        ),
+        (&json!(ACCOUNT), &json!(US), &json!("DescribeRepositories"))
+    );
+    let message = errors[0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("repository future/type: ECR reported encryption type \"KMS_PQ\""),
+        "{message}"
+    );
+    assert!(
+        run.stderr.contains("repository future/type"),
+        "{}",
+        run.stderr
+    );
+
+    // The rest of the registry is judged as ever.
+    let ok_aes = repository(r, ACCOUNT, US, "ok/aes");
+    assert_eq!(encryption(ok_aes), aes());
+    assert_eq!(
+        verdicts(ok_aes),
+        [
+            v("require-kms", false, &["encryption_type"]),
+            v("rotation", false, &["customer_managed_key_required"])
+        ]
+    );
+    let ok_cmk = repository(r, ACCOUNT, US, "ok/cmk");
+    assert_eq!(
+        encryption(ok_cmk),
+        kms(&key.arn, "CUSTOMER", "Enabled", "Enabled")
+    );
+    assert_eq!(
+        verdicts(ok_cmk),
+        [v("require-kms", true, &[]), v("rotation", true, &[])]
+    );
+    assert_eq!(
+        proxy.count(DESCRIBE_KEY),
+        1,
+        "the unjudged repository's key is not asked"
+    );
+    assert_eq!(
+        r["summary"]["byEncryptionType"],
+        json!({"AES256": 1, "KMS": 1, "KMS_DSSE": 0, "KMS_PQ": 1})
+    );
+    assert_eq!(r["summary"]["repositories"], 3);
+    assert_eq!(r["summary"]["violations"], 2);
+    assert_eq!(r["cost"]["customerManagedKeys"], 1);
 }

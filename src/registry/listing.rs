@@ -30,7 +30,10 @@ const MAX_PAGES: usize = 10_000;
 pub struct ListedRepository {
     /// `repositoryName`, e.g. `team/app`.
     pub name: String,
-    pub encryption_type: EncryptionType,
+    /// `encryptionConfiguration.encryptionType`; `Err` holds, verbatim, a type
+    /// this version of ecr-guard does not know (the repository cannot be
+    /// judged, its key is then [`ListedKey::None`]).
+    pub encryption_type: Result<EncryptionType, String>,
     pub key: ListedKey,
 }
 
@@ -80,8 +83,11 @@ impl Registry {
     /// after page; `on_page` is told how many each page held. Calls about
     /// another account use its role, if one is configured.
     ///
+    /// A repository whose encryption type this version does not know is
+    /// listed with that type verbatim (`Err`), not an error of the listing.
+    ///
     /// Errors: the first page that failed after the SDK's retries (denied,
-    /// throttled, …), or an encryption type this version does not know.
+    /// throttled, …).
     pub async fn list_repositories(
         &self,
         account: &str,
@@ -100,6 +106,19 @@ impl Registry {
                 let Some(name) = repository.repository_name() else {
                     continue;
                 };
+                // One repository of an unknown type is unjudged, not its registry.
+                if let Some(reported) = repository
+                    .encryption_configuration()
+                    .map(|c| c.encryption_type().as_str())
+                    .filter(|t| EncryptionType::from_aws(t).is_none())
+                {
+                    listed.push(ListedRepository {
+                        name: name.to_owned(),
+                        encryption_type: Err(reported.to_owned()),
+                        key: ListedKey::None,
+                    });
+                    continue;
+                }
                 let RepositoryRecord::Found {
                     encryption_type,
                     kms_key,
@@ -114,7 +133,7 @@ impl Registry {
                 };
                 listed.push(ListedRepository {
                     name: name.to_owned(),
-                    encryption_type,
+                    encryption_type: Ok(encryption_type),
                     key,
                 });
             }

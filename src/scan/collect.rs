@@ -38,7 +38,15 @@ pub struct Collected {
 
 impl Collected {
     /// The facts of one listed repository, as a lookup would give them.
+    /// An encryption type this version does not know is a failed lookup
+    /// (`unrecognised answer`), judged as the policies judge one.
     pub fn facts(&self, repository: &ListedRepository) -> Lookup {
+        let encryption_type = match &repository.encryption_type {
+            Ok(known) => *known,
+            Err(reported) => {
+                return Err(LookupFailure::Unrecognised(unknown_type(reported)));
+            }
+        };
         let kms_key = match &repository.key {
             ListedKey::None => None,
             ListedKey::Unnamed => Some(Registry::unnamed_key()),
@@ -51,7 +59,7 @@ impl Collected {
             },
         };
         Ok(RepositoryLookup::Found(RepositoryFacts {
-            encryption_type: repository.encryption_type,
+            encryption_type,
             kms_key,
         }))
     }
@@ -79,6 +87,9 @@ pub async fn collect(
     for (id, listed, rules) in listings {
         match listed {
             Ok(repositories) => {
+                collected
+                    .errors
+                    .extend(repositories.iter().filter_map(|r| unjudged_error(&id, r)));
                 collected.repositories.insert(id.clone(), repositories);
             }
             Err(failure) => collected.errors.push(listing_error(&id, &failure)),
@@ -178,6 +189,30 @@ fn listing_error(id: &RegistryId, failure: &LookupFailure) -> ScanError {
             id.region, id.account
         ),
     }
+}
+
+/// What is said of an encryption type this version does not know.
+pub fn unknown_type(reported: &str) -> String {
+    format!(
+        "ECR reported encryption type {reported:?}, which this version of ecr-guard does not know"
+    )
+}
+
+/// The error of a listed repository that cannot be judged: its encryption
+/// type is unknown to this version.
+fn unjudged_error(id: &RegistryId, repository: &ListedRepository) -> Option<ScanError> {
+    let reported = repository.encryption_type.as_ref().err()?;
+    Some(ScanError {
+        account: id.account.clone(),
+        region: id.region.clone(),
+        api: "DescribeRepositories".to_owned(),
+        message: format!(
+            "repository {}: {}; it is reported unjudged (lookup_failed), the rest of the \
+             registry is judged (upgrade ecr-guard)",
+            repository.name,
+            unknown_type(reported)
+        ),
+    })
 }
 
 fn pull_through_error(id: &RegistryId, failure: &LookupFailure) -> ScanError {

@@ -63,3 +63,16 @@ pub fn encryption(encryption_type: EncryptionType, key: KeyAnswer<'_>) -> Encryp
         },
     }
 }
+
+/// The report's encryption columns of a repository whose encryption type this
+/// version does not know: the type verbatim, nothing known of a key.
+pub fn unknown_type(reported: &str) -> Encryption {
+    Encryption {
+        encryption_type: reported.to_owned(),
+        kms_key: None,
+        key_manager: None,
+        key_state: None,
+        key_deletion_date: None,
+        key_rotation: None,
+    }
+}

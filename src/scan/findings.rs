@@ -133,6 +133,19 @@ pub fn template_non_compliant(
     ))
 }
 
+/// The finding of a repository whose encryption type this version does not
+/// know: it is not judged.
+pub fn encryption_type_unknown(reported: &str) -> Finding {
+    finding(
+        FindingCode::EncryptionTypeUnknown,
+        format!(
+            "{}: the repository is not judged (every policy's verdict is lookup_failed); \
+             upgrade ecr-guard",
+            super::collect::unknown_type(reported)
+        ),
+    )
+}
+
 fn finding(code: FindingCode, message: String) -> Finding {
     Finding { code, message }
 }

@@ -69,12 +69,21 @@ pub fn report(collected: &Collected, policies: &[&Policy], settings: &ScanSettin
             let lookup = collected.facts(repository);
             let key = key_answer(&repository.key, &lookup);
             let verdicts = judge::judge(policies, &repo, &lookup);
-            let findings = findings::findings(repository.encryption_type, key, &verdicts);
+            let (encryption, findings) = match &repository.encryption_type {
+                Ok(known) => (
+                    encryption::encryption(*known, key),
+                    findings::findings(*known, key, &verdicts),
+                ),
+                Err(reported) => (
+                    encryption::unknown_type(reported),
+                    vec![findings::encryption_type_unknown(reported)],
+                ),
+            };
             repositories.push(ScannedRepository {
                 account: repo.account,
                 region: repo.region,
                 name: repo.name,
-                encryption: encryption::encryption(repository.encryption_type, key),
+                encryption,
                 findings,
                 verdicts,
             });

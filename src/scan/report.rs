@@ -22,8 +22,9 @@ pub struct ScanReport {
     pub pull_through_rules: Vec<ScannedPullThroughRule>,
     pub summary: Summary,
     pub cost: Cost,
-    /// Registries (or parts of them) that could not be read: their repositories
-    /// are missing from the report, and `scan` exits 2.
+    /// Registries (or parts of them) that could not be read, and repositories
+    /// that could not be judged (an encryption type this version does not
+    /// know: reported, every verdict `lookup_failed`); `scan` exits 2.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<ScanError>,
 }
@@ -44,7 +45,9 @@ pub struct RegistryId {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Encryption {
-    /// `AES256`, `KMS` or `KMS_DSSE`, as ECR spells it.
+    /// `AES256`, `KMS` or `KMS_DSSE`, as ECR spells it; a type this version
+    /// does not know verbatim (its key fields `None`, and a finding
+    /// `encryption-type-unknown`).
     pub encryption_type: String,
     /// The key's ARN as ECR reported it; `None` for AES256. For a KMS
     /// repository whose key ECR did not name, the AWS-managed `aws/ecr` label.
@@ -148,6 +151,9 @@ pub enum FindingCode {
     KeyNotDescribed,
     /// `GetKeyRotationStatus` did not say.
     KeyRotationUnknown,
+    /// ECR reported an encryption type this version does not know: the
+    /// repository is not judged (every verdict `lookup_failed`).
+    EncryptionTypeUnknown,
     /// A pull-through cache prefix whose creation template would create a
     /// repository a judged policy refuses.
     PullThroughTemplateNonCompliant,
@@ -175,7 +181,8 @@ pub struct PolicyVerdict {
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
     pub repositories: usize,
-    /// Always the three keys `AES256`, `KMS`, `KMS_DSSE` (0 when none).
+    /// Always the three keys `AES256`, `KMS`, `KMS_DSSE` (0 when none), plus
+    /// any type this version does not know, verbatim.
     pub by_encryption_type: BTreeMap<String, usize>,
     /// Repositories at least one judged policy does not allow (any mode).
     pub violations: usize,
@@ -227,7 +234,8 @@ pub struct Prices {
     pub kms_requests_per_month: u64,
 }
 
-/// A registry, or one API of it, that could not be read.
+/// A registry, or one API of it, that could not be read; or one repository
+/// that could not be judged (`api` `DescribeRepositories`, the message naming it).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScanError {

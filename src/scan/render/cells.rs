@@ -215,6 +215,7 @@ pub(super) fn code(code: FindingCode) -> &'static str {
         FindingCode::KeyUnusable => "key-unusable",
         FindingCode::KeyNotDescribed => "key-not-described",
         FindingCode::KeyRotationUnknown => "key-rotation-unknown",
+        FindingCode::EncryptionTypeUnknown => "encryption-type-unknown",
         FindingCode::PullThroughTemplateNonCompliant => "pull-through-template-non-compliant",
     }
 }
@@ -265,6 +266,7 @@ mod tests {
             FindingCode::KeyUnusable,
             FindingCode::KeyNotDescribed,
             FindingCode::KeyRotationUnknown,
+            FindingCode::EncryptionTypeUnknown,
             FindingCode::PullThroughTemplateNonCompliant,
         ] {
             assert_eq!(serde_json::to_value(c).unwrap(), code(c));

@@ -434,8 +434,8 @@ pub(super) fn render(report: &ScanReport) -> String {
         match report.errors.len() {
             0 => String::new(),
             n => format!(
-                "; {} could not be read (see Errors)",
-                cells::count(n, "registry or API", "registries or APIs")
+                "; {} left part of them unread or unjudged (see Errors)",
+                cells::count(n, "error", "errors")
             ),
         }
     );
