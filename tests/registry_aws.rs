@@ -14,7 +14,7 @@ use ecr_guard::registry::{Registry, RegistryConfig, RegistryMetrics};
 use tokio::time::Instant;
 
 use support::Stack;
-use support::moto::{ACCOUNT, Encryption, Moto, repository};
+use support::moto::{ACCOUNT, Encryption, Moto, aws_ecr_key_metadata, repository};
 use support::proxy::{DESCRIBE_KEY, DESCRIBE_REPOSITORIES, Fault, GET_KEY_ROTATION_STATUS, Proxy};
 
 const US: &str = "us-east-1";
@@ -306,30 +306,6 @@ async fn aws_managed_key_reports_aws_managed_rotation_without_asking_for_rotatio
         0,
         "not asked for AWS-managed keys"
     );
-}
-
-/// DescribeKey's answer for the AWS-managed `aws/ecr` key, as KMS gives it.
-fn aws_ecr_key_metadata(arn: &str) -> String {
-    let key_id = arn.rsplit('/').next().unwrap_or_default();
-    serde_json::json!({
-        "KeyMetadata": {
-            "AWSAccountId": ACCOUNT,
-            "KeyId": key_id,
-            "Arn": arn,
-            "CreationDate": 1.7e9,
-            "Enabled": true,
-            "Description": "Default key that protects my ECR data when no other key is defined",
-            "KeyUsage": "ENCRYPT_DECRYPT",
-            "KeyState": "Enabled",
-            "Origin": "AWS_KMS",
-            "KeyManager": "AWS",
-            "CustomerMasterKeySpec": "SYMMETRIC_DEFAULT",
-            "KeySpec": "SYMMETRIC_DEFAULT",
-            "EncryptionAlgorithms": ["SYMMETRIC_DEFAULT"],
-            "MultiRegion": false
-        }
-    })
-    .to_string()
 }
 
 #[tokio::test]

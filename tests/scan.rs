@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use support::moto::{ACCOUNT, Encryption, Moto};
+use support::moto::{ACCOUNT, Encryption, Moto, aws_ecr_key_metadata};
 use support::proxy::{
     ASSUME_ROLE, DESCRIBE_KEY, DESCRIBE_PULL_THROUGH_CACHE_RULES, DESCRIBE_REPOSITORIES,
     DESCRIBE_REPOSITORY_CREATION_TEMPLATES, Fault, GET_KEY_ROTATION_STATUS, Proxy,
@@ -101,29 +101,6 @@ async fn scan_text(endpoint: &str, dir: &Path, args: &[&str]) -> (i32, String, S
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-/// DescribeKey's answer for the AWS-managed `aws/ecr` key, as KMS gives it.
-fn aws_ecr_key_metadata(arn: &str) -> String {
-    let key_id = arn.rsplit('/').next().unwrap_or_default();
-    json!({
-        "KeyMetadata": {
-            "AWSAccountId": ACCOUNT,
-            "KeyId": key_id,
-            "Arn": arn,
-            "CreationDate": 1.7e9,
-            "Enabled": true,
-            "Description": "Default key that protects my ECR data when no other key is defined",
-            "KeyUsage": "ENCRYPT_DECRYPT",
-            "KeyState": "Enabled",
-            "Origin": "AWS_KMS",
-            "KeyManager": "AWS",
-            "KeySpec": "SYMMETRIC_DEFAULT",
-            "EncryptionAlgorithms": ["SYMMETRIC_DEFAULT"],
-            "MultiRegion": false
-        }
-    })
-    .to_string()
 }
 
 /// The key ARNs of the mix, to assert the report against.

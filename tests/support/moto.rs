@@ -467,3 +467,28 @@ fn start_once(program: &PathBuf) -> Result<Moto, String> {
         }
     }
 }
+
+/// DescribeKey's answer for the AWS-managed `aws/ecr` key, as KMS gives it:
+/// moto has no AWS-managed keys, so the proxy answers with this in its place.
+pub fn aws_ecr_key_metadata(arn: &str) -> String {
+    let key_id = arn.rsplit('/').next().unwrap_or_default();
+    serde_json::json!({
+        "KeyMetadata": {
+            "AWSAccountId": ACCOUNT,
+            "KeyId": key_id,
+            "Arn": arn,
+            "CreationDate": 1.7e9,
+            "Enabled": true,
+            "Description": "Default key that protects my ECR data when no other key is defined",
+            "KeyUsage": "ENCRYPT_DECRYPT",
+            "KeyState": "Enabled",
+            "Origin": "AWS_KMS",
+            "KeyManager": "AWS",
+            "CustomerMasterKeySpec": "SYMMETRIC_DEFAULT",
+            "KeySpec": "SYMMETRIC_DEFAULT",
+            "EncryptionAlgorithms": ["SYMMETRIC_DEFAULT"],
+            "MultiRegion": false
+        }
+    })
+    .to_string()
+}
