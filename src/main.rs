@@ -37,13 +37,7 @@ fn main() -> std::process::ExitCode {
             Command::Check(args) => run::check(*args).await,
             Command::Audit(args) => run::audit(*args).await,
             Command::Scan(args) => run::scan(*args).await,
-            Command::Crd(args) => match run::crd(&args) {
-                Ok(()) => 0,
-                Err(e) => {
-                    eprintln!("ecr-guard: {e:#}");
-                    2
-                }
-            },
+            Command::Crd(args) => run::exit_code(run::crd(&args).map(|()| 0)),
         }
     });
     std::process::ExitCode::from(u8::try_from(code).unwrap_or(2))

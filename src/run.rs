@@ -224,15 +224,18 @@ pub fn report_fatal(error: &anyhow::Error) {
     }
 }
 
+/// The exit code of a terminal command: its own, or 2 (a usage, input or
+/// set-up error, said once on stderr) when it could not run.
+pub fn exit_code(result: anyhow::Result<i32>) -> i32 {
+    result.unwrap_or_else(|e| {
+        eprintln!("ecr-guard: {e:#}");
+        2
+    })
+}
+
 /// `ecr-guard check`; returns the exit code.
 pub async fn check(args: CheckArgs) -> i32 {
-    match check_inner(args).await {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("ecr-guard: {e:#}");
-            2
-        }
-    }
+    exit_code(check_inner(args).await)
 }
 
 async fn check_inner(args: CheckArgs) -> anyhow::Result<i32> {
@@ -260,13 +263,7 @@ async fn check_inner(args: CheckArgs) -> anyhow::Result<i32> {
 
 /// `ecr-guard scan`; returns the exit code (see [`crate::scan::exit_code`]).
 pub async fn scan(args: ScanArgs) -> i32 {
-    match scan_inner(args).await {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("ecr-guard: {e:#}");
-            2
-        }
-    }
+    exit_code(scan_inner(args).await)
 }
 
 async fn scan_inner(args: ScanArgs) -> anyhow::Result<i32> {

@@ -27,20 +27,20 @@ pub fn image_of(repo: &EcrRepository) -> String {
 /// them by name). `Options::default()`: modes as the policies say.
 pub fn judge(policies: &[&Policy], repo: &EcrRepository, lookup: &Lookup) -> Vec<PolicyVerdict> {
     let reference = image_of(repo);
-    let image = Arc::new(crate::image::parse(&reference));
-    // The facts are keyed by the repository the parser reads from the image,
-    // which is the one evaluation asks for.
-    let key = match &*image {
-        Ok(parsed) => parsed.ecr_repository().cloned(),
-        Err(_) => None,
-    }
-    .unwrap_or_else(|| repo.clone());
+    // Not `ImageUse::new`: its parse cache serves admission's repeated images,
+    // and a scan parses each repository's image once.
     let image_use = ImageUse {
         slot: Slot::Container,
         name: CONTAINER.to_owned(),
+        image: Arc::new(crate::image::parse(&reference)),
         reference,
-        image,
     };
+    // The facts are keyed by the repository the parser reads from the image,
+    // which is the one evaluation asks for.
+    let key = image_use
+        .ecr_repository()
+        .cloned()
+        .unwrap_or_else(|| repo.clone());
     let facts = HashMap::from([(key, lookup.clone())]);
     let verdict = evaluate(policies, &[image_use], &facts, Options::default());
     policies
