@@ -13,19 +13,17 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use ecr_guard::policy::facts::{
-    EncryptionType, KeyFacts, KeyLookup, KeyManager, KeyState, Lookup, LookupFailure,
-    RepositoryFacts, RepositoryLookup, Rotation,
+    EncryptionType, KeyFacts, KeyManager, KeyState, LookupFailure, RepositoryLookup, Rotation,
 };
 use ecr_guard::registry::roles::{AccountRole, RoleTemplate};
 use ecr_guard::registry::{AssumeRoles, RegistryConfig};
 use prometheus_client::encoding::text::encode;
-use tokio::time::Instant;
 
-use support::Stack;
 use support::moto::{ACCOUNT, Encryption, Key, Moto};
 use support::proxy::{
     ASSUME_ROLE, DESCRIBE_KEY, DESCRIBE_REPOSITORIES, Fault, GET_CALLER_IDENTITY, Proxy,
 };
+use support::{Stack, deadline, found, known_key};
 
 const US: &str = "us-east-1";
 /// The central registry account.
@@ -34,24 +32,6 @@ const CENTRAL: &str = "111111111111";
 const OTHER: &str = "222222222222";
 const TEMPLATE: &str = "arn:aws:iam::{account}:role/ecr-guard-reader";
 const CENTRAL_READER: &str = "arn:aws:iam::111111111111:role/ecr-guard-reader";
-
-fn deadline() -> Instant {
-    Instant::now() + Duration::from_secs(10)
-}
-
-fn found(lookup: Lookup) -> RepositoryFacts {
-    match lookup {
-        Ok(RepositoryLookup::Found(facts)) => facts,
-        other => panic!("expected a found repository, got {other:?}"),
-    }
-}
-
-fn known_key(facts: &RepositoryFacts) -> &KeyFacts {
-    match &facts.kms_key {
-        Some(KeyLookup::Known(key)) => key,
-        other => panic!("expected a described key, got {other:?}"),
-    }
-}
 
 fn with_roles(assume_roles: AssumeRoles) -> RegistryConfig {
     RegistryConfig {

@@ -20,20 +20,16 @@ use ecr_guard::registry::roles::AccountRole;
 use ecr_guard::registry::{AssumeRoles, RegistryConfig};
 use tokio::time::Instant;
 
-use support::Stack;
 use support::moto::{ACCOUNT, Encryption, Key, repository};
 use support::proxy::{
     ASSUME_ROLE, DESCRIBE_KEY, DESCRIBE_PULL_THROUGH_CACHE_RULES, DESCRIBE_REPOSITORIES,
     DESCRIBE_REPOSITORY_CREATION_TEMPLATES, Fault, GET_KEY_ROTATION_STATUS,
 };
+use support::{Stack, deadline};
 
 const US: &str = "us-east-1";
 const PTC: &[&str] = &["PULL_THROUGH_CACHE"];
 const NGINX: &str = "docker-hub/library/nginx";
-
-fn deadline() -> Instant {
-    Instant::now() + Duration::from_secs(10)
-}
 
 /// moto and the proxy, with the rule `docker-hub` in moto's account.
 async fn stack_with(config: RegistryConfig) -> Stack {

@@ -7,37 +7,18 @@ mod support;
 use std::time::Duration;
 
 use ecr_guard::policy::facts::{
-    EncryptionType, KeyFacts, KeyLookup, KeyManager, KeyState, Lookup, LookupFailure,
-    RepositoryFacts, RepositoryLookup, Rotation, Unlearnt,
+    EncryptionType, KeyFacts, KeyLookup, KeyManager, KeyState, LookupFailure, RepositoryLookup,
+    Rotation, Unlearnt,
 };
 use ecr_guard::registry::{Registry, RegistryConfig, RegistryMetrics};
 use tokio::time::Instant;
 
-use support::Stack;
 use support::moto::{ACCOUNT, Encryption, Moto, aws_ecr_key_metadata, repository};
 use support::proxy::{DESCRIBE_KEY, DESCRIBE_REPOSITORIES, Fault, GET_KEY_ROTATION_STATUS, Proxy};
+use support::{Stack, deadline, found, known_key};
 
 const US: &str = "us-east-1";
 const EU: &str = "eu-west-1";
-
-/// Generous: moto on a loaded CI machine can take a while.
-fn deadline() -> Instant {
-    Instant::now() + Duration::from_secs(10)
-}
-
-fn found(lookup: Lookup) -> RepositoryFacts {
-    match lookup {
-        Ok(RepositoryLookup::Found(facts)) => facts,
-        other => panic!("expected a found repository, got {other:?}"),
-    }
-}
-
-fn known_key(facts: &RepositoryFacts) -> &KeyFacts {
-    match &facts.kms_key {
-        Some(KeyLookup::Known(key)) => key,
-        other => panic!("expected a described key, got {other:?}"),
-    }
-}
 
 async fn stack() -> Stack {
     Stack::start(RegistryConfig::default()).await

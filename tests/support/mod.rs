@@ -12,6 +12,7 @@ pub mod pull_through;
 pub mod reviews;
 pub mod webhook;
 
+use ecr_guard::policy::facts::{KeyFacts, KeyLookup, Lookup, RepositoryFacts, RepositoryLookup};
 use ecr_guard::registry::{Registry, RegistryConfig, RegistryMetrics};
 use prometheus_client::encoding::text::encode;
 
@@ -62,5 +63,26 @@ impl Stack {
             .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
             .map(|value| value.trim().parse().expect("a number"))
             .unwrap_or(0.0)
+    }
+}
+
+/// A lookup deadline generous enough for moto on a loaded CI machine.
+pub fn deadline() -> tokio::time::Instant {
+    tokio::time::Instant::now() + std::time::Duration::from_secs(10)
+}
+
+/// The facts of a repository the lookup found; panics on anything else.
+pub fn found(lookup: Lookup) -> RepositoryFacts {
+    match lookup {
+        Ok(RepositoryLookup::Found(facts)) => facts,
+        other => panic!("expected a found repository, got {other:?}"),
+    }
+}
+
+/// The facts of the repository's described key; panics on anything else.
+pub fn known_key(facts: &RepositoryFacts) -> &KeyFacts {
+    match &facts.kms_key {
+        Some(KeyLookup::Known(key)) => key,
+        other => panic!("expected a described key, got {other:?}"),
     }
 }
